@@ -1,0 +1,190 @@
+"""The ``taxi-duration`` command: parse arguments, run the flow, print a summary.
+
+Errors a user can act on are printed as one line on stderr with a non-zero exit: 2 for a
+bad argument, 1 for a failure of the run (e.g. a month that is not published).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from taxi_duration import __version__
+from taxi_duration.errors import TaxiDurationError
+from taxi_duration.models import training_config
+from taxi_duration.request import TrainRequest
+
+PROG = "taxi-duration"
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage block) and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _int_in(name: str, low: int, high: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} {text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"{name} {value} is out of range: allowed {low}-{high}"
+            )
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _ArgumentParser(
+        prog=PROG, description="Train NYC taxi trip-duration models on monthly TLC data."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_ArgumentParser)
+
+    train = commands.add_parser(
+        "train",
+        help="train on one month, evaluate on the next, register the model",
+        description="Train on one month of TLC data, evaluate on the following month "
+        "(or --val-year/--val-month), and register the model in MLflow.",
+    )
+    train.add_argument("--color", default="green", choices=["green", "yellow"])
+    train.add_argument("--year", type=_int_in("year", 2009, 9999), required=True)
+    train.add_argument("--month", type=_int_in("month", 1, 12), required=True)
+    validation = train.add_mutually_exclusive_group()
+    validation.add_argument("--no-validation", action="store_true", help="train on one month only")
+    validation.add_argument("--val-year", type=_int_in("val-year", 2009, 9999))
+    train.add_argument("--val-month", type=_int_in("val-month", 1, 12))
+    train.add_argument("--train-path", help="local parquet file instead of downloading")
+    train.add_argument("--val-path", help="local parquet file for the validation month")
+    train.add_argument("--model", choices=["xgboost", "linear"], help="default: xgboost")
+    train.add_argument(
+        "--features", choices=["default", "pu_do", "separate"], help="default: default"
+    )
+    train.add_argument(
+        "--preset", choices=["reference"], help="reference: the course's XGBoost, exactly"
+    )
+    _add_output_options(train)
+    return parser
+
+
+def _add_output_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--json", action="store_true", help="print the result as one JSON object, last on stdout"
+    )
+    command.add_argument(
+        "-v", "--verbose", action="store_true", help="show Prefect's logs on the console"
+    )
+
+
+class _DropRunFailures(logging.Filter):
+    """Keep the console free of Prefect's failure reports: the CLI reports the failure itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            record.levelno >= logging.ERROR
+            and record.name.startswith(("prefect.flow_runs", "prefect.task_runs"))
+        )
+
+
+def _configure_logging(verbose: bool) -> None:
+    # Set before Prefect is imported; a user's own setting wins.
+    os.environ.setdefault(
+        "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "INFO" if verbose else "WARNING"
+    )
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "true" if verbose else "false")
+    from prefect.logging.configuration import ensure_logging_setup
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    ensure_logging_setup()
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, PrefectConsoleHandler):
+            handler.addFilter(_DropRunFailures())
+
+
+def _print_train_summary(result: dict[str, Any]) -> None:
+    print(
+        f"Trained {result['model']} on {result['features']} features, "
+        f"{result['color']} {result['train_month']}"
+    )
+    print(f"  rows loaded   {result['rows_loaded']:>12,}")
+    print(f"  rows kept     {result['rows_kept']:>12,}")
+    print(f"  features      {result['n_features']:>12,}")
+    print(f"  RMSE train    {result['rmse_train']:>12.4f}")
+    if result["val_month"]:
+        print(
+            f"  RMSE {result['val_month']}  {result['rmse']:>11.4f}  "
+            f"({result['val_rows']:,} validation trips)"
+        )
+    if result["intercept"] is not None:
+        print(f"  intercept     {result['intercept']:>12.4f}")
+    print(
+        f"  model         {result['model_name']} version {result['model_version']} "
+        f"({result['model_size_bytes']:,} bytes)"
+    )
+    print(f"  MLflow run    {result['run_id']} at {result['tracking_uri']}")
+    steps = ", ".join(f"{name} {seconds:.2f}s" for name, seconds in result["timings"].items())
+    print(f"  timings       {steps}")
+
+
+def _run_train(args: argparse.Namespace) -> dict[str, Any]:
+    from taxi_duration.flows import train
+
+    summary = train(
+        color=args.color,
+        year=args.year,
+        month=args.month,
+        val_year=args.val_year,
+        val_month=args.val_month,
+        validation=not args.no_validation,
+        train_path=args.train_path,
+        val_path=args.val_path,
+        model=args.model,
+        features=args.features,
+        preset=args.preset,
+    )
+    return summary.to_dict()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "train" and (args.val_year is None) != (args.val_month is None):
+        parser.error("--val-year and --val-month go together")
+    try:
+        # Checked before Prefect starts, so a bad argument fails at once.
+        TrainRequest.build(
+            args.color,
+            args.year,
+            args.month,
+            args.val_year,
+            args.val_month,
+            not args.no_validation,
+            args.train_path,
+            args.val_path,
+        )
+        training_config(args.model, args.features, args.preset)
+        _configure_logging(args.verbose)
+        result = _run_train(args)
+    except TaxiDurationError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return error.exit_code
+    _print_train_summary(result)
+    if args.json:
+        print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,323 @@
+"""Orchestration: Prefect tasks wrapping the steps, and the ``train`` flow. The only Prefect import.
+
+ingest and prepare are cached across runs: their key is their inputs (with the size and
+modification time of any data file) and the source of the step's module, so a re-run of an
+unchanged month reuses them and a change to the step's code does not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State, TaskRun
+from prefect.context import TaskRunContext
+from prefect.tasks import Task, exponential_backoff
+
+from taxi_duration import __version__, evaluate, ingest, models, prepare, tracking
+from taxi_duration.errors import InvalidInputError, MonthNotPublishedError
+from taxi_duration.features import Preprocessor
+from taxi_duration.months import Month
+from taxi_duration.request import TrainRequest
+from taxi_duration.settings import Settings
+from taxi_duration.summary import TrainSummary
+
+STEPS = ("ingest", "prepare", "features", "train", "evaluate", "register")
+
+
+# ---- caching ------------------------------------------------------------------------------
+
+
+def _module_source_hash(module: ModuleType) -> str:
+    return hashlib.sha256(inspect.getsource(module).encode()).hexdigest()
+
+
+def _file_state(path: Path) -> list[Any] | None:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
+
+
+def _cache_key(step: ModuleType, parameters: dict[str, Any], files: list[Path]) -> str | None:
+    states = [_file_state(path) for path in files]
+    if any(state is None for state in states):
+        return None  # a missing file must be (re)made, never taken from the cache
+    payload = {
+        "step": step.__name__,
+        "source": _module_source_hash(step),
+        "version": __version__,
+        "parameters": {key: str(value) for key, value in sorted(parameters.items())},
+        "files": states,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _ingest_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
+    month = Month.parse(parameters["month"])
+    target = Path(parameters["cache_dir"]) / ingest.tlc_file_name(parameters["color"], month)
+    return _cache_key(ingest, parameters, [target])
+
+
+def _prepare_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
+    return _cache_key(prepare, parameters, [Path(parameters["path"])])
+
+
+def _retry_unless_final(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """Retry downloads, but not a month that is not published or a bad parameter."""
+    try:
+        state.result()
+    except (MonthNotPublishedError, InvalidInputError):
+        return False
+    except Exception:
+        return True
+    return False
+
+
+# ---- tasks: one per step ------------------------------------------------------------------
+
+
+@task(
+    name="ingest",
+    cache_key_fn=_ingest_cache_key,
+    persist_result=True,
+    retries=3,
+    retry_delay_seconds=exponential_backoff(backoff_factor=2),
+    retry_jitter_factor=0.5,
+    retry_condition_fn=_retry_unless_final,
+)
+def ingest_task(color: str, month: str, base_url: str, cache_dir: str, timeout: float) -> Path:
+    path = ingest.download_month(
+        color,
+        Month.parse(month),
+        base_url=base_url,
+        cache_dir=Path(cache_dir),
+        timeout_seconds=timeout,
+    )
+    get_run_logger().info("%s %s: %s (%d bytes)", color, month, path, path.stat().st_size)
+    return path
+
+
+@task(name="prepare", cache_key_fn=_prepare_cache_key, persist_result=True)
+def prepare_task(path: Path, color: str) -> prepare.PreparedTrips:
+    trips = prepare.prepare_trips(path, color)
+    get_run_logger().info(
+        "%s: %d rows loaded, %d kept (1-60 minutes)", path.name, trips.rows_loaded, trips.rows_kept
+    )
+    return trips
+
+
+@dataclass
+class FeatureData:
+    preprocessor: Preprocessor
+    x_train: models.Features
+    y_train: np.ndarray
+    x_val: models.Features | None
+    y_val: np.ndarray | None
+
+
+@task(name="features", cache_policy=NO_CACHE)  # inputs are large: do not hash them
+def features_task(
+    config: models.TrainingConfig,
+    train: prepare.PreparedTrips,
+    val: prepare.PreparedTrips | None,
+) -> FeatureData:
+    preprocessor = Preprocessor.fit(train.frame, config.feature_set)
+    return FeatureData(
+        preprocessor=preprocessor,
+        x_train=models.encode(preprocessor, train.frame, config),
+        y_train=train.frame["duration"].to_numpy(),
+        x_val=None if val is None else models.encode(preprocessor, val.frame, config),
+        y_val=None if val is None else val.frame["duration"].to_numpy(),
+    )
+
+
+@task(name="train", cache_policy=NO_CACHE)
+def train_task(config: models.TrainingConfig, data: FeatureData) -> models.FitResult:
+    return models.fit_estimator(config, data.x_train, data.y_train, data.x_val, data.y_val)
+
+
+@task(name="evaluate", cache_policy=NO_CACHE)
+def evaluate_task(model: models.TripDurationModel, data: FeatureData) -> dict[str, float]:
+    metrics = {
+        f"{name}_train": value
+        for name, value in evaluate.regression_metrics(
+            data.y_train, model.predict_features(data.x_train)
+        ).items()
+    }
+    if data.x_val is not None and data.y_val is not None:
+        metrics.update(evaluate.regression_metrics(data.y_val, model.predict_features(data.x_val)))
+    get_run_logger().info("metrics: %s", metrics)
+    return metrics
+
+
+@task(name="register", cache_policy=NO_CACHE)
+def register_task(
+    settings: Settings,
+    run_name: str,
+    model: models.TripDurationModel,
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    tags: dict[str, str],
+    history: dict[str, list[float]],
+    input_example: Any,
+) -> tracking.RegisteredModel:
+    with tempfile.TemporaryDirectory(prefix="taxi-duration-") as work_dir:
+        registered = tracking.log_and_register(
+            settings,
+            run_name=run_name,
+            model=model,
+            params=params,
+            metrics=metrics,
+            tags=tags,
+            history=history,
+            input_example=input_example,
+            work_dir=Path(work_dir),
+        )
+    get_run_logger().info(
+        "registered %s version %s (run %s)",
+        registered.model_name,
+        registered.model_version,
+        registered.run_id,
+    )
+    return registered
+
+
+# ---- the train flow -----------------------------------------------------------------------
+
+
+@contextmanager
+def _timed(timings: dict[str, float], step: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[step] = round(timings.get(step, 0.0) + time.perf_counter() - start, 3)
+
+
+def _get_month(settings: Settings, color: str, month: Month, local: Path | None) -> Path:
+    if local is not None:
+        return local
+    return ingest_task.with_options(retries=settings.download_retries)(
+        color,
+        str(month),
+        settings.data_url,
+        str(settings.data_dir),
+        settings.download_timeout_seconds,
+    )
+
+
+@flow(name="train", log_prints=True)
+def train(
+    color: str = "green",
+    year: int | None = None,
+    month: int | None = None,
+    val_year: int | None = None,
+    val_month: int | None = None,
+    validation: bool = True,
+    train_path: str | None = None,
+    val_path: str | None = None,
+    model: str | None = None,
+    features: str | None = None,
+    preset: str | None = None,
+) -> TrainSummary:
+    """Train a trip-duration model on one month, evaluate on the next, register it."""
+    request = TrainRequest.build(
+        color, year, month, val_year, val_month, validation, train_path, val_path
+    )
+    config = models.training_config(model, features, preset)
+    settings = Settings()
+    timings: dict[str, float] = {}
+
+    with _timed(timings, "ingest"):
+        train_file = _get_month(settings, color, request.train_month, request.train_path)
+        val_file = None
+        if request.val_month is not None:
+            val_file = _get_month(settings, color, request.val_month, request.val_path)
+    with _timed(timings, "prepare"):
+        train_trips = prepare_task(train_file, color)
+        val_trips = None if val_file is None else prepare_task(val_file, color)
+    with _timed(timings, "features"):
+        data = features_task(config, train_trips, val_trips)
+    with _timed(timings, "train"):
+        fit = train_task(config, data)
+        trained = models.TripDurationModel(config, data.preprocessor, fit.estimator)
+    with _timed(timings, "evaluate"):
+        metrics = evaluate_task(trained, data)
+
+    params = {
+        **config.params(),
+        "color": color,
+        "train_month": str(request.train_month),
+        "val_month": str(request.val_month) if request.val_month else "none",
+        "n_features": models.n_features(data.x_train),
+    }
+    counts = {"rows_loaded": train_trips.rows_loaded, "rows_kept": train_trips.rows_kept}
+    if val_trips is not None:
+        counts.update(val_rows_loaded=val_trips.rows_loaded, val_rows=val_trips.rows_kept)
+    tags = {
+        "color": color,
+        "train_month": str(request.train_month),
+        "val_month": str(request.val_month or "none"),
+        "taxi_duration_version": __version__,
+    }
+    if fit.best_iteration is not None:
+        metrics["best_iteration"] = fit.best_iteration
+    run_name = f"{config.preset or config.model}-{config.features}-{color}-{request.train_month}"
+    with _timed(timings, "register"):
+        registered = register_task(
+            settings,
+            run_name,
+            trained,
+            params,
+            {**metrics, **{key: float(value) for key, value in counts.items()}},
+            tags,
+            fit.history,
+            prepare.raw_example(train_trips.frame, color),
+        )
+
+    summary = TrainSummary(
+        color=color,
+        train_month=str(request.train_month),
+        val_month=str(request.val_month) if request.val_month else None,
+        model=config.model,
+        features=config.features,
+        preset=config.preset,
+        rows_loaded=train_trips.rows_loaded,
+        rows_kept=train_trips.rows_kept,
+        val_rows_loaded=val_trips.rows_loaded if val_trips else None,
+        val_rows=val_trips.rows_kept if val_trips else None,
+        n_features=models.n_features(data.x_train),
+        rmse=metrics.get("rmse"),
+        mae=metrics.get("mae"),
+        rmse_train=metrics["rmse_train"],
+        intercept=trained.intercept,
+        best_iteration=fit.best_iteration,
+        run_id=registered.run_id,
+        model_name=registered.model_name,
+        model_version=registered.model_version,
+        model_uri=registered.model_uri,
+        model_size_bytes=registered.model_size_bytes,
+        tracking_uri=settings.tracking_uri,
+        timings=timings,
+    )
+    create_markdown_artifact(
+        key="train-summary",
+        markdown=summary.markdown(),
+        description=f"Training on {color} {request.train_month}",
+    )
+    return summary

@@ -1,0 +1,222 @@
+"""Train: the model kinds (XGBoost, linear regression), their configurations and presets.
+
+A ``TripDurationModel`` holds the fitted preprocessor and estimator together, so that
+whatever loads it predicts from trips alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import xgboost as xgb
+from sklearn.linear_model import LinearRegression
+
+from taxi_duration.errors import InvalidInputError
+from taxi_duration.features import FeatureSet, Preprocessor, feature_set
+from taxi_duration.prepare import normalize_raw_trips
+
+MODEL_KINDS = ("xgboost", "linear")
+# A one-hot matrix or a frame with categoricals, by the model's encoding.
+Features: TypeAlias = sp.csr_matrix | pd.DataFrame
+
+
+@dataclass(frozen=True)
+class XGBoostParams:
+    """Booster parameters and the boosting schedule."""
+
+    params: dict[str, Any]
+    num_boost_round: int
+    early_stopping_rounds: int
+    # Keep only the trees up to the best validation round (the course keeps them all).
+    keep_best_iteration: bool = True
+
+
+# The course's hard-coded tuned parameters, reproduced exactly by ``--preset reference``.
+REFERENCE_XGBOOST = XGBoostParams(
+    params={
+        "learning_rate": 0.09585355369315604,
+        "max_depth": 30,
+        "min_child_weight": 1.060597050922164,
+        "objective": "reg:squarederror",
+        "reg_alpha": 0.018060244040060163,
+        "reg_lambda": 0.011658731377413597,
+        "seed": 42,
+    },
+    num_boost_round=100,
+    early_stopping_rounds=20,
+    keep_best_iteration=False,
+)
+
+DEFAULT_XGBOOST = XGBoostParams(
+    params={
+        "objective": "reg:squarederror",
+        "tree_method": "hist",
+        "learning_rate": 0.1,
+        "max_depth": 10,
+        "min_child_weight": 10,
+        "max_cat_to_onehot": 1,
+        "seed": 42,
+    },
+    num_boost_round=300,
+    early_stopping_rounds=20,
+)
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """What to train: model kind, feature set, and booster parameters for XGBoost."""
+
+    model: str
+    features: str
+    xgboost: XGBoostParams | None = None
+    preset: str | None = None
+
+    @property
+    def feature_set(self) -> FeatureSet:
+        return feature_set(self.features)
+
+    @property
+    def uses_native_categorical(self) -> bool:
+        return self.model == "xgboost" and self.feature_set.native_categorical
+
+    def params(self) -> dict[str, Any]:
+        """Flat parameters for tracking."""
+        flat: dict[str, Any] = {"model": self.model, "features": self.features}
+        if self.preset:
+            flat["preset"] = self.preset
+        if self.xgboost is not None:
+            flat.update(self.xgboost.params)
+            flat["num_boost_round"] = self.xgboost.num_boost_round
+            flat["early_stopping_rounds"] = self.xgboost.early_stopping_rounds
+        return flat
+
+
+PRESETS = {
+    "reference": TrainingConfig(
+        model="xgboost", features="pu_do", xgboost=REFERENCE_XGBOOST, preset="reference"
+    ),
+}
+
+
+def training_config(
+    model: str | None = None, features: str | None = None, preset: str | None = None
+) -> TrainingConfig:
+    """Resolve CLI/flow choices into a config; a preset fixes model and features."""
+    if preset is not None:
+        if preset not in PRESETS:
+            allowed = ", ".join(PRESETS)
+            raise InvalidInputError(f"preset {preset!r} is unknown: allowed are {allowed}")
+        config = PRESETS[preset]
+        for option, given, fixed in (
+            ("model", model, config.model),
+            ("features", features, config.features),
+        ):
+            if given is not None and given != fixed:
+                raise InvalidInputError(
+                    f"--{option} {given} conflicts with --preset {preset}, which uses {fixed}"
+                )
+        return config
+    model = model or "xgboost"
+    if model not in MODEL_KINDS:
+        raise InvalidInputError(f"model {model!r} is unknown: allowed are {', '.join(MODEL_KINDS)}")
+    features = features or "default"
+    feature_set(features)  # validates the name
+    return TrainingConfig(
+        model=model, features=features, xgboost=DEFAULT_XGBOOST if model == "xgboost" else None
+    )
+
+
+def encode(preprocessor: Preprocessor, frame: pd.DataFrame, config: TrainingConfig) -> Features:
+    """The model's input for prepared trips: categorical frame or one-hot matrix."""
+    if config.uses_native_categorical:
+        return preprocessor.transform_frame(frame)
+    matrix: Features = preprocessor.transform_sparse(frame)
+    return matrix
+
+
+def n_features(features: Features) -> int:
+    return int(features.shape[1])
+
+
+def _dmatrix(features: Features, label: np.ndarray | None = None) -> xgb.DMatrix:
+    return xgb.DMatrix(features, label=label, enable_categorical=isinstance(features, pd.DataFrame))
+
+
+@dataclass
+class FitResult:
+    """A fitted estimator and its training curve (validation RMSE per round, if any)."""
+
+    estimator: LinearRegression | xgb.Booster
+    best_iteration: int | None = None
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+
+def fit_estimator(
+    config: TrainingConfig,
+    x_train: Features,
+    y_train: np.ndarray,
+    x_val: Features | None = None,
+    y_val: np.ndarray | None = None,
+) -> FitResult:
+    """Fit the configured model; XGBoost stops early on the validation month when given."""
+    if config.model == "linear":
+        return FitResult(LinearRegression().fit(x_train, y_train))
+    assert config.xgboost is not None
+    schedule = config.xgboost
+    dtrain = _dmatrix(x_train, y_train)
+    evals: list[tuple[xgb.DMatrix, str]] = []
+    if x_val is not None and y_val is not None:
+        evals = [(_dmatrix(x_val, y_val), "validation")]
+    evals_result: dict[str, dict[str, list[float]]] = {}
+    booster = xgb.train(
+        schedule.params,
+        dtrain,
+        num_boost_round=schedule.num_boost_round,
+        evals=evals,
+        early_stopping_rounds=schedule.early_stopping_rounds if evals else None,
+        evals_result=evals_result,
+        verbose_eval=False,
+    )
+    best_iteration = None
+    if evals:
+        best_iteration = booster.best_iteration
+        if schedule.keep_best_iteration:
+            booster = booster[: best_iteration + 1]
+    history = {
+        f"{name}_{metric}": [float(v) for v in values]
+        for name, metrics in evals_result.items()
+        for metric, values in metrics.items()
+    }
+    return FitResult(booster, best_iteration=best_iteration, history=history)
+
+
+@dataclass
+class TripDurationModel:
+    """Preprocessor and estimator: predicts trip duration in minutes."""
+
+    config: TrainingConfig
+    preprocessor: Preprocessor
+    estimator: LinearRegression | xgb.Booster
+
+    def predict_features(self, features: Features) -> np.ndarray:
+        if isinstance(self.estimator, xgb.Booster):
+            return np.asarray(self.estimator.predict(_dmatrix(features)), dtype=np.float64)
+        return np.asarray(self.estimator.predict(features), dtype=np.float64)
+
+    def predict(self, trips: pd.DataFrame) -> np.ndarray:
+        """Durations for prepared trips (pickup_datetime, zones, trip_distance)."""
+        return self.predict_features(encode(self.preprocessor, trips, self.config))
+
+    def predict_raw(self, raw: pd.DataFrame) -> np.ndarray:
+        """Durations for raw TLC rows, green or yellow, as published."""
+        return self.predict(normalize_raw_trips(raw))
+
+    @property
+    def intercept(self) -> float | None:
+        if isinstance(self.estimator, LinearRegression):
+            return float(self.estimator.intercept_)
+        return None

@@ -1,0 +1,46 @@
+"""Settings from the environment (``TAXI_DURATION_*`` and ``MLFLOW_TRACKING_URI``).
+
+Read when asked, never at import. The defaults need no server: data is cached under
+``./data`` and MLflow runs on a sqlite file under ``./mlflow``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+TLC_DATA_URL = "https://d37ci6vzurychx.cloudfront.net/trip-data"
+
+
+class Settings(BaseSettings):
+    """Where data comes from and where runs and models go."""
+
+    model_config = SettingsConfigDict(env_prefix="TAXI_DURATION_", extra="ignore")
+
+    data_url: str = TLC_DATA_URL
+    data_dir: Path = Path("data")
+    model_name: str = "nyc-taxi-duration"
+    experiment_name: str = "nyc-taxi-duration"
+    # Used only when MLFLOW_TRACKING_URI is not set: a sqlite store and its artifacts.
+    mlflow_dir: Path = Path("mlflow")
+    mlflow_tracking_uri: str | None = Field(
+        default=None, validation_alias=AliasChoices("MLFLOW_TRACKING_URI")
+    )
+    download_timeout_seconds: float = 60.0
+    download_retries: int = 3
+
+    @property
+    def tracking_uri(self) -> str:
+        """MLFLOW_TRACKING_URI if set, else the embedded sqlite store."""
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{(self.mlflow_dir / 'mlflow.db').resolve()}"
+
+    @property
+    def artifact_location(self) -> str | None:
+        """Artifact root for a new experiment on the embedded store; a server picks its own."""
+        if self.mlflow_tracking_uri:
+            return None
+        return (self.mlflow_dir / "artifacts").resolve().as_uri()
