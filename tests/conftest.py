@@ -1,0 +1,112 @@
+"""Shared fixtures: generated TLC months, a loopback HTTP data server, isolated settings."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tlc_samples import write_month
+
+from taxi_duration.months import Month
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+REAL_DATA_DIR = Path(
+    os.environ.get("TAXI_DURATION_REAL_DATA_DIR", REPO_ROOT.parent / "shared" / "data" / "tlc")
+)
+# Settings a test must not inherit from the developer's shell.
+_ISOLATED_VARIABLES = (
+    "MLFLOW_TRACKING_URI",
+    "PREFECT_API_URL",
+    "PREFECT_API_KEY",
+    "TAXI_DURATION_DATA_URL",
+    "TAXI_DURATION_DATA_DIR",
+    "TAXI_DURATION_MLFLOW_DIR",
+    "TAXI_DURATION_MODEL_NAME",
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Tests send traffic to loopback only: no telemetry from the Prefect servers they start.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def http_server() -> Iterator[functools.partial[str]]:
+    """Serve folders over HTTP on 127.0.0.1: ``serve(folder) -> base URL``."""
+    servers: list[http.server.ThreadingHTTPServer] = []
+
+    def serve(directory: Path) -> str:
+        handler = functools.partial(_QuietHandler, directory=str(directory))
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield functools.partial(serve)
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="session")
+def synthetic_months(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of generated green months 2023-01..03 and yellow 2023-01..02."""
+    directory = tmp_path_factory.mktemp("tlc")
+    for month in (Month(2023, 1), Month(2023, 2), Month(2023, 3)):
+        write_month(directory, "green", month)
+    for month in (Month(2023, 1), Month(2023, 2)):
+        write_month(directory, "yellow", month)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def synthetic_data_url(http_server: functools.partial[str], synthetic_months: Path) -> str:
+    return http_server(synthetic_months)
+
+
+@pytest.fixture(scope="session")
+def real_data_dir() -> Path:
+    """The real TLC files beside the repository; tests using them skip where they are absent."""
+    if not (REAL_DATA_DIR / "green_tripdata_2023-01.parquet").is_file():
+        pytest.skip(f"real TLC data not found in {REAL_DATA_DIR} (a fresh clone has none)")
+    return REAL_DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def real_data_url(http_server: functools.partial[str], real_data_dir: Path) -> str:
+    return http_server(real_data_dir)
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty working folder with the project's settings pointing inside it."""
+    for name in _ISOLATED_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TAXI_DURATION_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("TAXI_DURATION_MLFLOW_DIR", str(tmp_path / "mlflow"))
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A real temporary Prefect server (subprocess on loopback) for in-process flow runs."""
+    from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    storage = tmp_path_factory.mktemp("prefect-results")
+    with (
+        temporary_settings(updates={PREFECT_LOCAL_STORAGE_PATH: storage}),
+        prefect_test_harness(server_startup_timeout=120),
+    ):
+        yield

@@ -1,0 +1,141 @@
+"""The ``taxi-duration`` command as a user runs it: a real process, embedded defaults."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+pytestmark = pytest.mark.slow
+
+JSON_KEYS = {
+    "rows_loaded",
+    "rows_kept",
+    "val_rows",
+    "n_features",
+    "rmse",
+    "rmse_train",
+    "intercept",
+    "run_id",
+    "model_name",
+    "model_version",
+    "model_uri",
+    "model_size_bytes",
+    "timings",
+}
+STEPS = {"ingest", "prepare", "features", "train", "evaluate", "register"}
+
+
+def run_cli(workspace: Path, data_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "TAXI_DURATION_DATA_URL": data_url,
+        "PREFECT_HOME": str(workspace / "prefect-home"),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "taxi_duration.cli", *args],
+        cwd=workspace,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def leftovers(workspace: Path) -> list[str]:
+    """What a failed run left in the data cache and the MLflow store."""
+    found = [str(p.relative_to(workspace)) for p in (workspace / "data").glob("**/*")]
+    database = workspace / "mlflow" / "mlflow.db"
+    if database.exists():
+        uri = f"sqlite:///{database}"
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        found += [f"model version {v.version}" for v in client.search_model_versions()]
+    return found
+
+
+def test_train_prints_a_summary_and_one_json_object_last(
+    workspace: Path, synthetic_data_url: str
+) -> None:
+    result = run_cli(
+        workspace,
+        synthetic_data_url,
+        *("train", "--year", "2023", "--month", "1", "--model", "linear", "--json"),
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert "rows kept" in result.stdout
+    payload = json.loads(lines[-1])
+    assert payload.keys() >= JSON_KEYS
+    assert set(payload["timings"]) == STEPS
+    assert payload["model_version"] == "1"
+    assert payload["val_month"] == "2023-02"
+    assert payload["intercept"] is not None
+    assert payload["model_size_bytes"] > 0
+    assert result.stderr == ""
+
+
+def test_no_validation_trains_on_one_month(workspace: Path, synthetic_data_url: str) -> None:
+    result = run_cli(
+        workspace,
+        synthetic_data_url,
+        *("train", "--year", "2023", "--month", "3", "--no-validation", "--json"),
+    )
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout.strip().splitlines()[-1])
+    assert payload["val_month"] is None
+    assert payload["rmse"] is None
+    assert payload["rmse_train"] > 0
+    # Only the training month was fetched.
+    assert sorted(p.name for p in (workspace / "data").iterdir()) == [
+        "green_tripdata_2023-03.parquet"
+    ]
+
+
+def test_local_files_replace_the_download(workspace: Path, synthetic_months: Path) -> None:
+    result = run_cli(
+        workspace,
+        "http://127.0.0.1:9/unused",
+        *("train", "--color", "yellow", "--year", "2023", "--month", "1"),
+        *("--train-path", str(synthetic_months / "yellow_tripdata_2023-01.parquet")),
+        *("--val-path", str(synthetic_months / "yellow_tripdata_2023-02.parquet")),
+        *("--model", "linear", "--features", "separate", "--json"),
+    )
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout.strip().splitlines()[-1])
+    assert payload["color"] == "yellow"
+    assert not (workspace / "data").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "exit_code", "expected"),
+    [
+        pytest.param(("--year", "2023", "--month", "5"), 1, "2023-05 is not published", id="404"),
+        pytest.param(("--year", "2023", "--month", "13"), 2, "month 13", id="month-13"),
+        pytest.param(("--year", "2012", "--month", "5"), 2, "2012-05", id="before-tlc"),
+        pytest.param(
+            ("--color", "blue", "--year", "2023", "--month", "1"), 2, "'blue'", id="color"
+        ),
+        pytest.param(
+            ("--year", "2023", "--month", "1", "--train-path", "missing.parquet"),
+            2,
+            "missing.parquet does not exist",
+            id="missing-file",
+        ),
+    ],
+)
+def test_bad_input_is_one_line_with_nothing_left_behind(
+    workspace: Path, synthetic_data_url: str, args: tuple[str, ...], exit_code: int, expected: str
+) -> None:
+    result = run_cli(workspace, synthetic_data_url, "train", *args)
+    assert result.returncode == exit_code
+    assert result.stdout == ""
+    error_lines = result.stderr.strip().splitlines()
+    assert len(error_lines) == 1, result.stderr
+    assert expected in error_lines[0]
+    assert "Traceback" not in result.stderr
+    assert leftovers(workspace) == []

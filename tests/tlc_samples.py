@@ -1,0 +1,58 @@
+"""Small, seeded TLC-schema months for tests that must run without the real data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from taxi_duration.ingest import tlc_file_name
+from taxi_duration.months import Month
+
+PREFIX = {"green": "lpep", "yellow": "tpep"}
+
+
+def make_trips(color: str, month: Month, rows: int = 2_000, seed: int = 0) -> pd.DataFrame:
+    """Trips whose duration depends on distance, zones and hour, like the real ones.
+
+    About 5% of rows fall outside 1-60 minutes so that the filter has work to do.
+    """
+    rng = np.random.default_rng(seed + month.year * 12 + month.month)
+    start = np.datetime64(f"{month}-01T00:00:00", "us")
+    pickup = start + rng.integers(0, 27 * 24 * 3600, rows).astype("timedelta64[s]")
+    pu = rng.integers(1, 60, rows)
+    do = rng.integers(1, 60, rows)
+    distance = np.round(rng.gamma(2.0, 1.5, rows), 2)
+    hour = (pickup - pickup.astype("datetime64[D]")).astype("timedelta64[h]").astype(int)
+    minutes = 3 + 3.2 * distance + (pu % 7) + (do % 5) + 4 * ((hour >= 7) & (hour <= 9))
+    minutes = minutes + rng.normal(0, 2, rows)
+    outliers = rng.random(rows) < 0.05
+    minutes[outliers] = rng.choice([0.2, 75.0, -3.0], outliers.sum())
+    dropoff = pickup + (minutes * 60_000_000).astype("timedelta64[us]")
+    prefix = PREFIX[color]
+    return pd.DataFrame(
+        {
+            "VendorID": rng.integers(1, 3, rows).astype("int64"),
+            f"{prefix}_pickup_datetime": pickup,
+            f"{prefix}_dropoff_datetime": dropoff,
+            "store_and_fwd_flag": "N",
+            "RatecodeID": 1.0,
+            "PULocationID": pu.astype("int64"),
+            "DOLocationID": do.astype("int64"),
+            "passenger_count": 1.0,
+            "trip_distance": distance,
+            "fare_amount": np.round(2.5 + 2.0 * distance, 2),
+            "total_amount": np.round(4.0 + 2.4 * distance, 2),
+        }
+    )
+
+
+def write_month(
+    directory: Path, color: str, month: Month, rows: int = 2_000, seed: int = 0
+) -> Path:
+    """Write a month under the TLC file name and return its path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / tlc_file_name(color, month)
+    make_trips(color, month, rows, seed).to_parquet(path, index=False)
+    return path
