@@ -57,15 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train on one month of TLC data, evaluate on the following month "
         "(or --val-year/--val-month), and register the model in MLflow.",
     )
-    train.add_argument("--color", default="green", choices=["green", "yellow"])
-    train.add_argument("--year", type=_int_in("year", 2009, 9999), required=True)
-    train.add_argument("--month", type=_int_in("month", 1, 12), required=True)
-    validation = train.add_mutually_exclusive_group()
-    validation.add_argument("--no-validation", action="store_true", help="train on one month only")
-    validation.add_argument("--val-year", type=_int_in("val-year", 2009, 9999))
-    train.add_argument("--val-month", type=_int_in("val-month", 1, 12))
-    train.add_argument("--train-path", help="local parquet file instead of downloading")
-    train.add_argument("--val-path", help="local parquet file for the validation month")
+    _add_month_options(train, validation_optional=True)
     train.add_argument("--model", choices=["xgboost", "linear"], help="default: xgboost")
     train.add_argument(
         "--features", choices=["default", "pu_do", "separate"], help="default: default"
@@ -74,7 +66,47 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset", choices=["reference"], help="reference: the course's XGBoost, exactly"
     )
     _add_output_options(train)
+
+    tune = commands.add_parser(
+        "tune",
+        help="search XGBoost parameters, then train and register the best model",
+        description="Search XGBoost parameters (Optuna TPE, pruned on the validation month's "
+        "RMSE), each trial a nested MLflow run, then train the final model with the best "
+        "parameters and register it. Seeded: with --jobs 1 a run is reproducible.",
+    )
+    _add_month_options(tune, validation_optional=False)
+    tune.add_argument("--trials", type=_int_in("trials", 1, 100_000), default=20)
+    tune.add_argument(
+        "--timeout", type=_positive_seconds, help="stop starting trials after S seconds"
+    )
+    tune.add_argument(
+        "--jobs", type=_int_in("jobs", 1, 64), default=1, help="trials run in parallel"
+    )
+    tune.add_argument("--seed", type=_int_in("seed", 0, 2**31 - 1), default=42)
+    _add_output_options(tune)
     return parser
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"timeout {text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"timeout {text} is out of range: more than 0 seconds")
+    return value
+
+
+def _add_month_options(command: argparse.ArgumentParser, validation_optional: bool) -> None:
+    command.add_argument("--color", default="green", choices=["green", "yellow"])
+    command.add_argument("--year", type=_int_in("year", 2009, 9999), required=True)
+    command.add_argument("--month", type=_int_in("month", 1, 12), required=True)
+    if validation_optional:
+        command.add_argument("--no-validation", action="store_true", help="train on one month only")
+    command.add_argument("--val-year", type=_int_in("val-year", 2009, 9999))
+    command.add_argument("--val-month", type=_int_in("val-month", 1, 12))
+    command.add_argument("--train-path", help="local parquet file instead of downloading")
+    command.add_argument("--val-path", help="local parquet file for the validation month")
 
 
 def _add_output_options(command: argparse.ArgumentParser) -> None:
@@ -113,7 +145,7 @@ def _configure_logging(verbose: bool) -> None:
             handler.addFilter(_DropRunFailures())
 
 
-def _print_train_summary(result: dict[str, Any]) -> None:
+def _print_summary(result: dict[str, Any]) -> None:
     print(
         f"Trained {result['model']} on {result['features']} features, "
         f"{result['color']} {result['train_month']}"
@@ -134,13 +166,29 @@ def _print_train_summary(result: dict[str, Any]) -> None:
         f"({result['model_size_bytes']:,} bytes)"
     )
     print(f"  MLflow run    {result['run_id']} at {result['tracking_uri']}")
+    if result.get("best_params"):
+        print(f"  tuning        best of {result['n_trials']} trials: {result['best_params']}")
     steps = ", ".join(f"{name} {seconds:.2f}s" for name, seconds in result["timings"].items())
     print(f"  timings       {steps}")
 
 
-def _run_train(args: argparse.Namespace) -> dict[str, Any]:
-    from taxi_duration.flows import train
+def _run_flow(args: argparse.Namespace) -> dict[str, Any]:
+    from taxi_duration.flows import train, tune
 
+    if args.command == "tune":
+        return tune(
+            color=args.color,
+            year=args.year,
+            month=args.month,
+            val_year=args.val_year,
+            val_month=args.val_month,
+            train_path=args.train_path,
+            val_path=args.val_path,
+            trials=args.trials,
+            timeout=args.timeout,
+            jobs=args.jobs,
+            seed=args.seed,
+        ).to_dict()
     summary = train(
         color=args.color,
         year=args.year,
@@ -160,8 +208,11 @@ def _run_train(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "train" and (args.val_year is None) != (args.val_month is None):
+    if (args.val_year is None) != (args.val_month is None):
         parser.error("--val-year and --val-month go together")
+    validation = not getattr(args, "no_validation", False)
+    if not validation and args.val_year is not None:
+        parser.error("--no-validation conflicts with --val-year/--val-month")
     try:
         # Checked before Prefect starts, so a bad argument fails at once.
         TrainRequest.build(
@@ -170,17 +221,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.month,
             args.val_year,
             args.val_month,
-            not args.no_validation,
+            validation,
             args.train_path,
             args.val_path,
         )
-        training_config(args.model, args.features, args.preset)
+        if args.command == "train":
+            training_config(args.model, args.features, args.preset)
         _configure_logging(args.verbose)
-        result = _run_train(args)
+        result = _run_flow(args)
     except TaxiDurationError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return error.exit_code
-    _print_train_summary(result)
+    _print_summary(result)
     if args.json:
         print(json.dumps(result))
     return 0

@@ -28,10 +28,11 @@ from prefect.context import TaskRunContext
 from prefect.tasks import Task, exponential_backoff
 
 from taxi_duration import __version__, evaluate, ingest, models, prepare, tracking
+from taxi_duration import tune as tune_step
 from taxi_duration.errors import InvalidInputError, MonthNotPublishedError
 from taxi_duration.features import Preprocessor
 from taxi_duration.months import Month
-from taxi_duration.request import TrainRequest
+from taxi_duration.request import TrainRequest, check_tuning_budget
 from taxi_duration.settings import Settings
 from taxi_duration.summary import TrainSummary
 
@@ -175,6 +176,7 @@ def register_task(
     tags: dict[str, str],
     history: dict[str, list[float]],
     input_example: Any,
+    run_id: str | None = None,
 ) -> tracking.RegisteredModel:
     with tempfile.TemporaryDirectory(prefix="taxi-duration-") as work_dir:
         registered = tracking.log_and_register(
@@ -187,6 +189,7 @@ def register_task(
             history=history,
             input_example=input_example,
             work_dir=Path(work_dir),
+            run_id=run_id,
         )
     get_run_logger().info(
         "registered %s version %s (run %s)",
@@ -221,6 +224,112 @@ def _get_month(settings: Settings, color: str, month: Month, local: Path | None)
     )
 
 
+@dataclass
+class _Months:
+    train: prepare.PreparedTrips
+    val: prepare.PreparedTrips | None
+
+
+def _load_months(settings: Settings, request: TrainRequest, timings: dict[str, float]) -> _Months:
+    """ingest and prepare the training and validation months."""
+    with _timed(timings, "ingest"):
+        train_file = _get_month(settings, request.color, request.train_month, request.train_path)
+        val_file = None
+        if request.val_month is not None:
+            val_file = _get_month(settings, request.color, request.val_month, request.val_path)
+    with _timed(timings, "prepare"):
+        train_trips = prepare_task(train_file, request.color)
+        val_trips = None if val_file is None else prepare_task(val_file, request.color)
+    return _Months(train_trips, val_trips)
+
+
+def _fit_evaluate_register(
+    settings: Settings,
+    request: TrainRequest,
+    config: models.TrainingConfig,
+    months: _Months,
+    data: FeatureData,
+    timings: dict[str, float],
+    *,
+    run_id: str | None = None,
+    extra_params: dict[str, Any] | None = None,
+) -> TrainSummary:
+    """train, evaluate and register; the summary of it all."""
+    with _timed(timings, "train"):
+        fit = train_task(config, data)
+        trained = models.TripDurationModel(config, data.preprocessor, fit.estimator)
+    with _timed(timings, "evaluate"):
+        metrics = evaluate_task(trained, data)
+
+    train_month, val_month = str(request.train_month), str(request.val_month or "none")
+    params = {
+        **config.params(),
+        **(extra_params or {}),
+        "color": request.color,
+        "train_month": train_month,
+        "val_month": val_month,
+        "n_features": models.n_features(data.x_train),
+    }
+    counts = {"rows_loaded": months.train.rows_loaded, "rows_kept": months.train.rows_kept}
+    if months.val is not None:
+        counts.update(val_rows_loaded=months.val.rows_loaded, val_rows=months.val.rows_kept)
+    tags = {
+        "color": request.color,
+        "train_month": train_month,
+        "val_month": val_month,
+        "taxi_duration_version": __version__,
+    }
+    logged_metrics = {**metrics, **{key: float(value) for key, value in counts.items()}}
+    if fit.best_iteration is not None:
+        logged_metrics["best_iteration"] = fit.best_iteration
+    run_name = f"{config.preset or config.model}-{config.features}-{request.color}-{train_month}"
+    with _timed(timings, "register"):
+        registered = register_task(
+            settings,
+            run_name,
+            trained,
+            params,
+            logged_metrics,
+            tags,
+            fit.history,
+            prepare.raw_example(months.train.frame, request.color),
+            run_id,
+        )
+    return TrainSummary(
+        color=request.color,
+        train_month=train_month,
+        val_month=str(request.val_month) if request.val_month else None,
+        model=config.model,
+        features=config.features,
+        preset=config.preset,
+        rows_loaded=months.train.rows_loaded,
+        rows_kept=months.train.rows_kept,
+        val_rows_loaded=months.val.rows_loaded if months.val else None,
+        val_rows=months.val.rows_kept if months.val else None,
+        n_features=models.n_features(data.x_train),
+        rmse=metrics.get("rmse"),
+        mae=metrics.get("mae"),
+        rmse_train=metrics["rmse_train"],
+        intercept=trained.intercept,
+        best_iteration=fit.best_iteration,
+        run_id=registered.run_id,
+        model_name=registered.model_name,
+        model_version=registered.model_version,
+        model_uri=registered.model_uri,
+        model_size_bytes=registered.model_size_bytes,
+        tracking_uri=settings.tracking_uri,
+        timings=timings,
+    )
+
+
+def _publish(summary: TrainSummary, kind: str) -> None:
+    create_markdown_artifact(
+        key=f"{kind}-summary",
+        markdown=summary.markdown(),
+        description=f"{kind.title()} on {summary.color} {summary.train_month}",
+    )
+
+
 @flow(name="train", log_prints=True)
 def train(
     color: str = "green",
@@ -242,82 +351,113 @@ def train(
     config = models.training_config(model, features, preset)
     settings = Settings()
     timings: dict[str, float] = {}
-
-    with _timed(timings, "ingest"):
-        train_file = _get_month(settings, color, request.train_month, request.train_path)
-        val_file = None
-        if request.val_month is not None:
-            val_file = _get_month(settings, color, request.val_month, request.val_path)
-    with _timed(timings, "prepare"):
-        train_trips = prepare_task(train_file, color)
-        val_trips = None if val_file is None else prepare_task(val_file, color)
+    months = _load_months(settings, request, timings)
     with _timed(timings, "features"):
-        data = features_task(config, train_trips, val_trips)
-    with _timed(timings, "train"):
-        fit = train_task(config, data)
-        trained = models.TripDurationModel(config, data.preprocessor, fit.estimator)
-    with _timed(timings, "evaluate"):
-        metrics = evaluate_task(trained, data)
+        data = features_task(config, months.train, months.val)
+    summary = _fit_evaluate_register(settings, request, config, months, data, timings)
+    _publish(summary, "train")
+    return summary
 
-    params = {
-        **config.params(),
-        "color": color,
-        "train_month": str(request.train_month),
-        "val_month": str(request.val_month) if request.val_month else "none",
-        "n_features": models.n_features(data.x_train),
-    }
-    counts = {"rows_loaded": train_trips.rows_loaded, "rows_kept": train_trips.rows_kept}
-    if val_trips is not None:
-        counts.update(val_rows_loaded=val_trips.rows_loaded, val_rows=val_trips.rows_kept)
-    tags = {
-        "color": color,
-        "train_month": str(request.train_month),
-        "val_month": str(request.val_month or "none"),
-        "taxi_duration_version": __version__,
-    }
-    if fit.best_iteration is not None:
-        metrics["best_iteration"] = fit.best_iteration
-    run_name = f"{config.preset or config.model}-{config.features}-{color}-{request.train_month}"
-    with _timed(timings, "register"):
-        registered = register_task(
+
+@flow(name="search", log_prints=True)
+def search(
+    settings: Settings,
+    config: models.TrainingConfig,
+    data: FeatureData,
+    parent_run_id: str,
+    trials: int,
+    timeout: float | None,
+    jobs: int,
+    seed: int,
+) -> tune_step.TuneResult:
+    """The hyperparameter search, each trial a nested MLflow run of ``parent_run_id``."""
+    assert config.xgboost is not None
+    assert data.x_val is not None
+    logger = get_run_logger()
+
+    def log_trial(record: tune_step.TrialRecord) -> None:
+        metrics = {"rmse": record.rmse} if record.rmse is not None else {}
+        if record.rounds is not None:
+            metrics["rounds"] = record.rounds
+        tracking.log_nested_run(
             settings,
-            run_name,
-            trained,
-            params,
-            {**metrics, **{key: float(value) for key, value in counts.items()}},
-            tags,
-            fit.history,
-            prepare.raw_example(train_trips.frame, color),
+            parent_run_id,
+            f"trial-{record.number}",
+            record.params,
+            metrics,
+            status="FINISHED" if record.state == "COMPLETE" else "KILLED",
+        )
+        logger.info(
+            "trial %d %s rmse=%s %s", record.number, record.state, record.rmse, record.params
         )
 
-    summary = TrainSummary(
-        color=color,
-        train_month=str(request.train_month),
-        val_month=str(request.val_month) if request.val_month else None,
-        model=config.model,
-        features=config.features,
-        preset=config.preset,
-        rows_loaded=train_trips.rows_loaded,
-        rows_kept=train_trips.rows_kept,
-        val_rows_loaded=val_trips.rows_loaded if val_trips else None,
-        val_rows=val_trips.rows_kept if val_trips else None,
-        n_features=models.n_features(data.x_train),
-        rmse=metrics.get("rmse"),
-        mae=metrics.get("mae"),
-        rmse_train=metrics["rmse_train"],
-        intercept=trained.intercept,
-        best_iteration=fit.best_iteration,
-        run_id=registered.run_id,
-        model_name=registered.model_name,
-        model_version=registered.model_version,
-        model_uri=registered.model_uri,
-        model_size_bytes=registered.model_size_bytes,
-        tracking_uri=settings.tracking_uri,
-        timings=timings,
+    result = tune_step.tune_xgboost(
+        config.xgboost,
+        models.dmatrix(data.x_train, data.y_train),
+        models.dmatrix(data.x_val, data.y_val),
+        n_trials=trials,
+        timeout_seconds=timeout,
+        jobs=jobs,
+        seed=seed,
+        on_trial=log_trial,
     )
-    create_markdown_artifact(
-        key="train-summary",
-        markdown=summary.markdown(),
-        description=f"Training on {color} {request.train_month}",
+    logger.info(
+        "best of %d trials: rmse %.4f with %s",
+        result.n_trials,
+        result.best_rmse,
+        result.best_params,
     )
+    return result
+
+
+@flow(name="tune", log_prints=True)
+def tune(
+    color: str = "green",
+    year: int | None = None,
+    month: int | None = None,
+    val_year: int | None = None,
+    val_month: int | None = None,
+    train_path: str | None = None,
+    val_path: str | None = None,
+    trials: int = 20,
+    timeout: float | None = None,
+    jobs: int = 1,
+    seed: int = 42,
+) -> TrainSummary:
+    """Search XGBoost parameters on the validation month, then train and register the best."""
+    request = TrainRequest.build(
+        color, year, month, val_year, val_month, True, train_path, val_path
+    )
+    check_tuning_budget(trials, timeout, jobs)
+    config = models.training_config("xgboost", "default")
+    settings = Settings()
+    timings: dict[str, float] = {}
+    months = _load_months(settings, request, timings)
+    with _timed(timings, "features"):
+        data = features_task(config, months.train, months.val)
+    parent_run_id = tracking.start_parent_run(
+        settings,
+        f"tune-{color}-{request.train_month}",
+        {"color": color, "train_month": str(request.train_month), "kind": "tune"},
+    )
+    try:
+        with _timed(timings, "tune"):
+            result = search(settings, config, data, parent_run_id, trials, timeout, jobs, seed)
+        tuned = config.with_xgboost_params(result.best_params)
+        summary = _fit_evaluate_register(
+            settings,
+            request,
+            tuned,
+            months,
+            data,
+            timings,
+            run_id=parent_run_id,
+            extra_params={"n_trials": result.n_trials, "seed": seed},
+        )
+    except BaseException:
+        tracking.end_run(settings, parent_run_id, "FAILED")
+        raise
+    summary.best_params = result.best_params
+    summary.n_trials = result.n_trials
+    _publish(summary, "tune")
     return summary

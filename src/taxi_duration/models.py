@@ -6,7 +6,8 @@ whatever loads it predicts from trips alone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeAlias
 
 import numpy as np
@@ -83,6 +84,12 @@ class TrainingConfig:
     def uses_native_categorical(self) -> bool:
         return self.model == "xgboost" and self.feature_set.native_categorical
 
+    def with_xgboost_params(self, params: dict[str, Any]) -> TrainingConfig:
+        """The same config with booster parameters overridden (e.g. by tuning)."""
+        assert self.xgboost is not None
+        schedule = replace(self.xgboost, params={**self.xgboost.params, **params})
+        return replace(self, xgboost=schedule, preset=None)
+
     def params(self) -> dict[str, Any]:
         """Flat parameters for tracking."""
         flat: dict[str, Any] = {"model": self.model, "features": self.features}
@@ -142,7 +149,8 @@ def n_features(features: Features) -> int:
     return int(features.shape[1])
 
 
-def _dmatrix(features: Features, label: np.ndarray | None = None) -> xgb.DMatrix:
+def dmatrix(features: Features, label: np.ndarray | None = None) -> xgb.DMatrix:
+    """XGBoost's input; categoricals are taken natively."""
     return xgb.DMatrix(features, label=label, enable_categorical=isinstance(features, pd.DataFrame))
 
 
@@ -166,20 +174,33 @@ def fit_estimator(
     if config.model == "linear":
         return FitResult(LinearRegression().fit(x_train, y_train))
     assert config.xgboost is not None
-    schedule = config.xgboost
-    dtrain = _dmatrix(x_train, y_train)
-    evals: list[tuple[xgb.DMatrix, str]] = []
-    if x_val is not None and y_val is not None:
-        evals = [(_dmatrix(x_val, y_val), "validation")]
+    dtrain = dmatrix(x_train, y_train)
+    dval = dmatrix(x_val, y_val) if x_val is not None and y_val is not None else None
+    return train_booster(config.xgboost, dtrain, dval)
+
+
+def train_booster(
+    schedule: XGBoostParams,
+    dtrain: xgb.DMatrix,
+    dval: xgb.DMatrix | None = None,
+    callbacks: Sequence[xgb.callback.TrainingCallback] = (),
+    nthread: int | None = None,
+) -> FitResult:
+    """Boost on ``dtrain``, stopping early on ``dval`` (the validation month) when given."""
+    params = dict(schedule.params)
+    if nthread is not None:
+        params["nthread"] = nthread
+    evals = [(dval, "validation")] if dval is not None else []
     evals_result: dict[str, dict[str, list[float]]] = {}
     booster = xgb.train(
-        schedule.params,
+        params,
         dtrain,
         num_boost_round=schedule.num_boost_round,
         evals=evals,
         early_stopping_rounds=schedule.early_stopping_rounds if evals else None,
         evals_result=evals_result,
         verbose_eval=False,
+        callbacks=list(callbacks),
     )
     best_iteration = None
     if evals:
@@ -204,7 +225,7 @@ class TripDurationModel:
 
     def predict_features(self, features: Features) -> np.ndarray:
         if isinstance(self.estimator, xgb.Booster):
-            return np.asarray(self.estimator.predict(_dmatrix(features)), dtype=np.float64)
+            return np.asarray(self.estimator.predict(dmatrix(features)), dtype=np.float64)
         return np.asarray(self.estimator.predict(features), dtype=np.float64)
 
     def predict(self, trips: pd.DataFrame) -> np.ndarray:

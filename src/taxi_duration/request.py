@@ -50,3 +50,13 @@ class TrainRequest:
         train_file = ingest.check_local_file(Path(train_path), "train") if train_path else None
         val_file = ingest.check_local_file(Path(val_path), "validation") if val_path else None
         return cls(color, train_month, chosen, train_file, val_file)
+
+
+def check_tuning_budget(trials: int, timeout: float | None, jobs: int) -> None:
+    """A search needs at least one trial and one job; a timeout, if any, is positive."""
+    if trials < 1:
+        raise InvalidInputError(f"trials {trials} is out of range: at least 1")
+    if jobs < 1:
+        raise InvalidInputError(f"jobs {jobs} is out of range: at least 1")
+    if timeout is not None and timeout <= 0:
+        raise InvalidInputError(f"timeout {timeout:g} is out of range: more than 0 seconds")

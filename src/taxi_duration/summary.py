@@ -33,6 +33,8 @@ class TrainSummary:
     model_size_bytes: int | None
     tracking_uri: str
     timings: dict[str, float]
+    best_params: dict[str, Any] | None = None  # tune only
+    n_trials: int | None = None  # tune only
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -19,7 +19,7 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.entities import Metric
+from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.pyfunc.model import PythonModel
@@ -92,8 +92,12 @@ def log_and_register(
     history: dict[str, list[float]],
     input_example: pd.DataFrame,
     work_dir: Path,
+    run_id: str | None = None,
 ) -> RegisteredModel:
-    """Log everything about a training run, then register its model as a new version."""
+    """Log everything about a training run, then register its model as a new version.
+
+    With ``run_id``, log into that (already started) run, e.g. a tuning run's parent.
+    """
     client = _configure(settings)
     model_file = work_dir / "model.pkl"
     with open(model_file, "wb") as file:
@@ -134,3 +138,41 @@ def log_and_register(
         model_uri=f"models:/{settings.model_name}/{registered.version}",
         model_size_bytes=size,
     )
+
+
+def start_parent_run(settings: Settings, run_name: str, tags: dict[str, str]) -> str:
+    """Start a run that nested runs (e.g. tuning trials) hang under; returns its id."""
+    client = _configure(settings)
+    run = client.create_run(experiment_id(client, settings), run_name=run_name, tags=tags)
+    return str(run.info.run_id)
+
+
+def log_nested_run(
+    settings: Settings,
+    parent_run_id: str,
+    run_name: str,
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    status: str = "FINISHED",
+) -> str:
+    """A finished child run of ``parent_run_id`` (safe to call from several threads)."""
+    client = _configure(settings)
+    parent = client.get_run(parent_run_id)
+    run = client.create_run(
+        parent.info.experiment_id,
+        run_name=run_name,
+        tags={"mlflow.parentRunId": parent_run_id},
+    )
+    now = int(time.time() * 1000)
+    client.log_batch(
+        run.info.run_id,
+        metrics=[Metric(key, value, now, 0) for key, value in metrics.items()],
+        params=[Param(key, str(value)) for key, value in params.items()],
+    )
+    client.set_terminated(run.info.run_id, status=status)
+    return str(run.info.run_id)
+
+
+def end_run(settings: Settings, run_id: str, status: str) -> None:
+    """Mark a run FINISHED or FAILED (e.g. a parent run whose flow failed)."""
+    _configure(settings).set_terminated(run_id, status=status)
