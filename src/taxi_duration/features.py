@@ -24,8 +24,9 @@ import scipy.sparse as sp
 
 from taxi_duration.errors import InvalidInputError
 
-# PU_DO is keyed as pickup * _PAIR_BASE + dropoff; zone ids are below 1000.
-_PAIR_BASE = 1000
+# PU_DO is keyed as pickup * _PAIR_BASE + dropoff. TLC zone ids are 1..265; ids outside
+# 0.._PAIR_BASE-1 are treated as missing.
+_PAIR_BASE = 1 << 20
 _MISSING_KEY = -1
 
 
@@ -69,15 +70,14 @@ def feature_set(name: str) -> FeatureSet:
 
 
 def _zone_keys(column: pd.Series) -> np.ndarray:
-    """Zone ids as int64, missing zones as _MISSING_KEY."""
+    """Zone ids as int64; missing or out-of-range zones as _MISSING_KEY."""
     if isinstance(column.dtype, pd.CategoricalDtype):
-        categories = np.asarray(column.cat.categories, dtype=np.int64)
-        codes = column.cat.codes.to_numpy()
-        keys = np.full(len(codes), _MISSING_KEY, dtype=np.int64)
-        present = codes >= 0
-        keys[present] = categories[codes[present]]
-        return keys
-    values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        categories = pd.to_numeric(pd.Series(column.cat.categories), errors="coerce")
+        values = np.append(categories.to_numpy(dtype=np.float64, na_value=np.nan), np.nan)
+        # Code -1 (missing) picks the trailing NaN.
+        values = values[column.cat.codes.to_numpy()]
+    else:
+        values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     keys = np.full(len(values), _MISSING_KEY, dtype=np.int64)
     valid = np.isfinite(values) & (values >= 0) & (values < _PAIR_BASE)
     keys[valid] = values[valid].astype(np.int64)
@@ -188,7 +188,8 @@ class Preprocessor:
                 offset += len(vocabulary.keys)
             else:
                 columns.append(np.full(n_rows, offset, dtype=np.int64))
-                values.append(numeric_values(frame, name))
+                # A missing number (NaN) counts as 0: linear models can't take NaN.
+                values.append(np.nan_to_num(numeric_values(frame, name), nan=0.0))
                 offset += 1
         column_matrix = np.column_stack(columns) if columns else np.empty((n_rows, 0), np.int64)
         value_matrix = np.column_stack(values) if values else np.empty((n_rows, 0))

@@ -443,7 +443,8 @@ def tune(
     try:
         with _timed(timings, "tune"):
             result = search(settings, config, data, parent_run_id, trials, timeout, jobs, seed)
-        tuned = config.with_xgboost_params(result.best_params)
+        # The trials' seed too, so that the final model is the best trial's model.
+        tuned = config.with_xgboost_params({**result.best_params, "seed": seed})
         summary = _fit_evaluate_register(
             settings,
             request,

@@ -96,15 +96,13 @@ def duration_minutes(table: pa.Table) -> np.ndarray:
 
 
 def zones_as_categories(values: pa.ChunkedArray) -> pd.Categorical:
-    """Zone ids (integers, nulls allowed) as a categorical of int categories."""
+    """Zone ids (integers, nulls allowed) as a categorical of int categories; nulls missing."""
     ids = pc.cast(values, pa.int32(), safe=False).to_numpy(zero_copy_only=False)
-    if values.null_count:
-        ids = np.where(pc.is_null(values).to_numpy(zero_copy_only=False), -1, ids)
-    categories, codes = np.unique(ids, return_inverse=True)
-    codes = codes.astype(np.int16 if len(categories) < 32_000 else np.int32)
-    if len(categories) and categories[0] == -1:
-        codes = codes - 1  # the null placeholder becomes code -1, a missing value
-        categories = categories[1:]
+    present = ~pc.is_null(values).to_numpy(zero_copy_only=False)
+    categories = np.unique(ids[present])
+    # pandas narrows the codes to the smallest integer type that fits.
+    codes = np.full(len(ids), -1, dtype=np.int32)
+    codes[present] = np.searchsorted(categories, ids[present])
     return pd.Categorical.from_codes(codes, categories=pd.Index(categories, dtype="int32"))
 
 

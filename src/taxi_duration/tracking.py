@@ -106,7 +106,11 @@ def log_and_register(
         # Zone ids are published as integers; MLflow hints that integers can't hold nulls.
         warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
         signature = infer_signature(input_example, model.predict_raw(input_example))
-    with mlflow.start_run(experiment_id=experiment_id(client, settings), run_name=run_name) as run:
+    with mlflow.start_run(
+        run_id=run_id,
+        experiment_id=None if run_id else experiment_id(client, settings),
+        run_name=None if run_id else run_name,
+    ) as run:
         mlflow.log_params(params)
         mlflow.log_metrics(metrics)
         mlflow.set_tags(tags)

@@ -1,0 +1,60 @@
+"""The tune flow: a seeded search, trials as nested MLflow runs, the best model registered."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from taxi_duration.flows import tune
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def registry(
+    workspace: Path, synthetic_data_url: str, monkeypatch: pytest.MonkeyPatch
+) -> MlflowClient:
+    monkeypatch.setenv("TAXI_DURATION_DATA_URL", synthetic_data_url)
+    uri = f"sqlite:///{workspace / 'mlflow' / 'mlflow.db'}"
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def test_tune_logs_each_trial_under_one_parent_and_registers_the_best(
+    prefect_api: None, registry: MlflowClient
+) -> None:
+    summary = tune(year=2023, month=1, trials=4, seed=7)
+
+    assert summary.n_trials == 4
+    assert summary.best_params is not None
+    assert {"max_depth", "learning_rate"} <= summary.best_params.keys()
+    version = registry.get_model_version("nyc-taxi-duration", summary.model_version)
+    assert version.run_id == summary.run_id
+
+    parent = registry.get_run(summary.run_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.params["max_depth"] == str(summary.best_params["max_depth"])
+    assert parent.data.params["n_trials"] == "4"
+    children = registry.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{summary.run_id}'",
+    )
+    assert len(children) == 4
+    finished = [run for run in children if run.info.status == "FINISHED"]
+    best_trial_rmse = min(run.data.metrics["rmse"] for run in finished)
+    assert summary.rmse == pytest.approx(best_trial_rmse, rel=1e-6)
+
+
+def test_the_same_seed_gives_the_same_search(prefect_api: None, registry: MlflowClient) -> None:
+    first = tune(year=2023, month=1, trials=3, seed=11)
+    second = tune(year=2023, month=1, trials=3, seed=11)
+    assert first.best_params == second.best_params
+    assert first.rmse == pytest.approx(second.rmse)
+
+
+def test_tune_rejects_a_search_without_trials(prefect_api: None, registry: MlflowClient) -> None:
+    from taxi_duration.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="trials 0"):
+        tune(year=2023, month=1, trials=0)

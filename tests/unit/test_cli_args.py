@@ -1,0 +1,227 @@
+"""CLI argument errors: exit code 2, one line on stderr naming the bad value, nothing run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from taxi_duration import __version__, cli
+
+TRAIN = ["train", "--year", "2023", "--month", "1"]
+TUNE = ["tune", "--year", "2023", "--month", "1"]
+# The function that runs the Prefect flow of a command (named _run_train before tune existed).
+FLOW_RUNNER = "_run_flow" if hasattr(cli, "_run_flow") else "_run_train"
+
+
+@pytest.fixture(autouse=True)
+def no_flow_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An argument error must stop main before logging setup and the flow."""
+
+    def forbidden(*args: object) -> None:
+        raise AssertionError("main went past argument checking")
+
+    monkeypatch.setattr(cli, "_configure_logging", forbidden)
+    monkeypatch.setattr(cli, FLOW_RUNNER, forbidden)
+
+
+def _run(argv: list[str]) -> int:
+    """main's exit code, whether it returns it or raises SystemExit (argparse)."""
+    try:
+        return cli.main(argv)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["train", "--year", "2023", "--month", "13"], "13"),
+        (["train", "--year", "2023", "--month", "0"], "month 0"),
+        (["train", "--year", "2005", "--month", "1"], "2005"),
+        (["train", "--year", "2023", "--month", "jan"], "'jan'"),
+        (["train", "--year", "twenty", "--month", "1"], "'twenty'"),
+        (["train", "--year", "2023", "--month", "1.5"], "'1.5'"),
+        ([*TRAIN, "--color", "blue"], "'blue'"),
+        ([*TRAIN, "--model", "svm"], "'svm'"),
+        ([*TRAIN, "--features", "all"], "'all'"),
+        ([*TRAIN, "--preset", "fast"], "'fast'"),
+        ([*TRAIN, "--val-year", "2023"], "--val-year"),
+        ([*TRAIN, "--val-month", "2"], "--val-month"),
+        ([*TRAIN, "--val-year", "2023", "--val-month", "13"], "13"),
+        ([*TRAIN, "--no-validation", "--val-year", "2023", "--val-month", "2"], "--no-validation"),
+        ([*TRAIN, "--no-validation", "--val-path", "v.parquet"], "--no-validation"),
+        ([*TRAIN, "--preset", "reference", "--model", "linear"], "linear"),
+        ([*TRAIN, "--preset", "reference", "--features", "separate"], "separate"),
+        (["train", "--year", "2012", "--month", "5"], "2012-05"),
+        (
+            ["train", "--year", "2013", "--month", "8", "--val-year", "2013", "--val-month", "7"],
+            "2013-07",
+        ),
+        (
+            [
+                "train",
+                "--color",
+                "yellow",
+                "--year",
+                "2009",
+                "--month",
+                "1",
+                "--val-year",
+                "2008",
+                "--val-month",
+                "12",
+            ],
+            "2008",
+        ),
+        ([*TRAIN, "--train-path", "missing/train.parquet"], "missing/train.parquet"),
+        ([*TRAIN, "--val-path", "missing/val.parquet"], "missing/val.parquet"),
+        (["train", "--year", "2023"], "--month"),
+        (["train", "--month", "1"], "--year"),
+        ([], "command"),
+        (["fly"], "'fly'"),
+        ([*TRAIN, "--bogus"], "--bogus"),
+    ],
+)
+def test_train_argument_error(
+    argv: list[str], named: str, workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = _run(argv)
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert len(err.splitlines()) == 1, err
+    assert err.endswith("\n")
+    assert err.startswith("taxi-duration")
+    assert "error:" in err
+    assert named in err
+    assert "Traceback" not in err
+    assert out == ""
+    assert list(workspace.iterdir()) == []  # no data/ or mlflow/ folder
+
+
+@pytest.mark.skipif(FLOW_RUNNER != "_run_flow", reason="no tune command in this version")
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        ([*TUNE, "--trials", "0"], "trials 0"),
+        ([*TUNE, "--trials", "many"], "'many'"),
+        ([*TUNE, "--jobs", "0"], "jobs 0"),
+        ([*TUNE, "--timeout", "-5"], "-5"),
+        ([*TUNE, "--timeout", "soon"], "'soon'"),
+        ([*TUNE, "--no-validation"], "--no-validation"),
+        ([*TUNE, "--model", "linear"], "--model"),
+        (["tune", "--year", "2012", "--month", "5"], "2012-05"),
+        ([*TUNE, "--val-year", "2023"], "--val-year"),
+    ],
+)
+def test_tune_argument_error(
+    argv: list[str], named: str, workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = _run(argv)
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert len(err.splitlines()) == 1, err
+    assert named in err
+    assert "Traceback" not in err
+    assert out == ""
+    assert list(workspace.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        ([*TRAIN, "--preset", "reference", "--model", "linear"], ("--preset reference", "xgboost")),
+        (["train", "--year", "2012", "--month", "5"], ("2012-05", "2013-08", "green")),
+        (
+            ["train", "--year", "2013", "--month", "8", "--val-year", "2013", "--val-month", "7"],
+            ("2013-07", "2013-08", "green"),
+        ),
+        ([*TRAIN, "--train-path", "missing/train.parquet"], ("train file", "does not exist")),
+    ],
+)
+def test_validation_errors_name_what_is_allowed(
+    argv: list[str], named: tuple[str, ...], workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(argv) == 2  # returned by main, not raised by argparse
+    err = capsys.readouterr().err
+    for text in named:
+        assert text in err
+
+
+def test_train_path_that_is_not_parquet(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = workspace / "train.parquet"
+    path.write_text("VendorID,trip_distance\n")
+    code = cli.main([*TRAIN, "--train-path", str(path)])
+    err = capsys.readouterr().err
+    assert code != 0
+    assert len(err.splitlines()) == 1
+    assert str(path) in err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in workspace.iterdir()) == ["train.parquet"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "usage"),
+    [(["--help"], "usage: taxi-duration"), (["train", "--help"], "usage: taxi-duration train")],
+)
+def test_help(
+    argv: list[str], usage: str, workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        cli.main(argv)
+    assert caught.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(usage)
+    if argv[0] == "train":
+        for option in ("--year", "--month", "--color", "--preset", "--no-validation"):
+            assert option in out
+    else:
+        assert "train" in out
+    assert list(workspace.iterdir()) == []
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        cli.main(["--version"])
+    assert caught.value.code == 0
+    assert capsys.readouterr().out.strip() == f"taxi-duration {__version__}"
+
+
+def test_valid_arguments_reach_the_flow(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The converse: valid arguments pass the checks and go to the flow with their values."""
+    seen: dict[str, object] = {}
+
+    class Stop(Exception):
+        pass
+
+    def run_train(args: object) -> None:
+        seen.update(vars(args))
+        raise Stop
+
+    monkeypatch.setattr(cli, "_configure_logging", lambda verbose: None)
+    monkeypatch.setattr(cli, FLOW_RUNNER, run_train)
+    with pytest.raises(Stop):
+        cli.main(
+            [
+                "train",
+                "--color",
+                "yellow",
+                "--year",
+                "2022",
+                "--month",
+                "12",
+                "--model",
+                "linear",
+                "--features",
+                "pu_do",
+            ]
+        )
+    assert seen["color"] == "yellow"
+    assert (seen["year"], seen["month"]) == (2022, 12)
+    assert (seen["val_year"], seen["val_month"]) == (None, None)
+    assert seen["no_validation"] is False
+    assert (seen["model"], seen["features"], seen["preset"]) == ("linear", "pu_do", None)

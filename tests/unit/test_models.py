@@ -1,0 +1,334 @@
+"""Models: configurations and presets, fitting, prediction on new months and raw rows."""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import xgboost as xgb
+from sklearn.linear_model import LinearRegression
+from tlc_samples import make_trips
+
+from taxi_duration.errors import InvalidInputError
+from taxi_duration.evaluate import rmse
+from taxi_duration.features import Preprocessor
+from taxi_duration.models import (
+    DEFAULT_XGBOOST,
+    REFERENCE_XGBOOST,
+    FitResult,
+    TrainingConfig,
+    TripDurationModel,
+    encode,
+    fit_estimator,
+    n_features,
+    training_config,
+)
+from taxi_duration.months import Month
+
+COURSE_PARAMS = {
+    "learning_rate": 0.09585355369315604,
+    "max_depth": 30,
+    "min_child_weight": 1.060597050922164,
+    "objective": "reg:squarederror",
+    "reg_alpha": 0.018060244040060163,
+    "reg_lambda": 0.011658731377413597,
+    "seed": 42,
+}
+
+
+# --- configuration ----------------------------------------------------------------------
+
+
+def test_training_config_defaults() -> None:
+    config = training_config()
+    assert config.model == "xgboost"
+    assert config.features == "default"
+    assert config.xgboost == DEFAULT_XGBOOST
+    assert config.preset is None
+    assert config.uses_native_categorical
+    assert config.xgboost.keep_best_iteration
+
+
+def test_training_config_linear_has_no_booster_params() -> None:
+    config = training_config(model="linear", features="pu_do")
+    assert (config.model, config.features, config.xgboost) == ("linear", "pu_do", None)
+    assert not config.uses_native_categorical
+    assert config.params() == {"model": "linear", "features": "pu_do"}
+
+
+@pytest.mark.parametrize(
+    ("model", "features", "native"),
+    [
+        ("xgboost", "default", True),
+        ("xgboost", "pu_do", False),
+        ("xgboost", "separate", False),
+        ("linear", "default", False),
+    ],
+)
+def test_uses_native_categorical(model: str, features: str, native: bool) -> None:
+    assert training_config(model, features).uses_native_categorical is native
+
+
+@pytest.mark.parametrize(
+    ("model", "features"), [(None, None), ("xgboost", None), (None, "pu_do"), ("xgboost", "pu_do")]
+)
+def test_reference_preset_is_the_course_model(model: str | None, features: str | None) -> None:
+    config = training_config(model, features, preset="reference")
+    assert (config.model, config.features, config.preset) == ("xgboost", "pu_do", "reference")
+    assert config.xgboost is REFERENCE_XGBOOST
+    assert config.xgboost.params == COURSE_PARAMS
+    assert config.xgboost.num_boost_round == 100
+    assert config.xgboost.early_stopping_rounds == 20
+    assert not config.xgboost.keep_best_iteration  # the course keeps every tree
+    assert not config.uses_native_categorical
+    flat = config.params()
+    assert flat["preset"] == "reference"
+    assert flat["num_boost_round"] == 100
+    assert flat["early_stopping_rounds"] == 20
+    assert flat["learning_rate"] == COURSE_PARAMS["learning_rate"]
+
+
+@pytest.mark.parametrize(
+    ("model", "features", "named"),
+    [
+        ("linear", None, ("--model linear", "--preset reference", "xgboost")),
+        (None, "separate", ("--features separate", "--preset reference", "pu_do")),
+        (None, "default", ("--features default", "--preset reference", "pu_do")),
+    ],
+)
+def test_preset_conflicts(model: str | None, features: str | None, named: tuple[str, ...]) -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        training_config(model, features, preset="reference")
+    for text in named:
+        assert text in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"model": "svm"}, "'svm'"),
+        ({"model": "XGBoost"}, "'XGBoost'"),
+        ({"features": "nope"}, "'nope'"),
+        ({"model": "linear", "features": "nope"}, "'nope'"),
+        ({"preset": "fast"}, "'fast'"),
+    ],
+)
+def test_unknown_choices(kwargs: dict[str, str], named: str) -> None:
+    with pytest.raises(InvalidInputError, match=named):
+        training_config(**kwargs)
+
+
+def test_params_of_default_config() -> None:
+    flat = training_config().params()
+    assert flat["model"] == "xgboost"
+    assert flat["features"] == "default"
+    assert "preset" not in flat
+    assert flat["num_boost_round"] == DEFAULT_XGBOOST.num_boost_round
+    assert flat["seed"] == 42
+
+
+# --- fitting ----------------------------------------------------------------------------
+
+
+def _fast(config: TrainingConfig, rounds: int = 20) -> TrainingConfig:
+    """Fewer rounds, one thread: OpenMP threads contend badly on a busy 2-core runner."""
+    assert config.xgboost is not None
+    params = {**config.xgboost.params, "nthread": 1}
+    return dataclasses.replace(
+        config,
+        xgboost=dataclasses.replace(config.xgboost, params=params, num_boost_round=rounds),
+    )
+
+
+def _mean_rmse(y_train: np.ndarray, y_val: np.ndarray) -> float:
+    return rmse(y_val, np.full(len(y_val), y_train.mean()))
+
+
+def _train(
+    config: TrainingConfig, train: pd.DataFrame, val: pd.DataFrame | None = None
+) -> tuple[TripDurationModel, FitResult]:
+    preprocessor = Preprocessor.fit(train, config.feature_set)
+    x_val = encode(preprocessor, val, config) if val is not None else None
+    y_val = val["duration"].to_numpy() if val is not None else None
+    result = fit_estimator(
+        config,
+        encode(preprocessor, train, config),
+        train["duration"].to_numpy(),
+        x_val,
+        y_val,
+    )
+    return TripDurationModel(config, preprocessor, result.estimator), result
+
+
+@pytest.fixture(scope="module")
+def linear_pu_do(green_train: pd.DataFrame) -> TripDurationModel:
+    return _train(training_config("linear", "pu_do"), green_train)[0]
+
+
+@pytest.fixture(scope="module")
+def xgboost_default(green_train: pd.DataFrame, green_val: pd.DataFrame) -> TripDurationModel:
+    return _train(_fast(training_config()), green_train, green_val)[0]
+
+
+def test_encode_by_model_kind(green_train: pd.DataFrame) -> None:
+    native = training_config()
+    onehot = training_config("xgboost", "pu_do")
+    frame = encode(Preprocessor.fit(green_train, native.feature_set), green_train, native)
+    matrix = encode(Preprocessor.fit(green_train, onehot.feature_set), green_train, onehot)
+    assert isinstance(frame, pd.DataFrame)
+    assert n_features(frame) == 5
+    assert sp.issparse(matrix)
+    assert n_features(matrix) == matrix.shape[1] > 100
+
+
+@pytest.mark.parametrize("features", ["pu_do", "separate", "default"])
+def test_linear_beats_the_mean(
+    features: str, green_train: pd.DataFrame, green_val: pd.DataFrame
+) -> None:
+    config = training_config("linear", features)
+    model, result = _train(config, green_train)
+    assert isinstance(result.estimator, LinearRegression)
+    assert result.best_iteration is None
+    assert result.history == {}
+    predictions = model.predict(green_val)
+    assert predictions.shape == (len(green_val),)
+    assert np.isfinite(predictions).all()
+    assert model.intercept is not None
+    baseline = _mean_rmse(green_train["duration"].to_numpy(), green_val["duration"].to_numpy())
+    error = rmse(green_val["duration"].to_numpy(), predictions)
+    if features == "separate":  # zones alone explain a little of the duration
+        assert error < baseline
+    else:  # distance explains most of it
+        assert error < 0.6 * baseline
+
+
+def test_xgboost_default_stops_on_validation(
+    green_train: pd.DataFrame, green_val: pd.DataFrame
+) -> None:
+    config = _fast(training_config(), rounds=60)
+    model, result = _train(config, green_train, green_val)
+    assert isinstance(result.estimator, xgb.Booster)
+    assert result.best_iteration is not None
+    curve = result.history["validation_rmse"]
+    assert 0 < len(curve) <= 60
+    assert result.best_iteration == int(np.argmin(curve))
+    # keep_best_iteration: only the trees up to the best round are kept.
+    assert result.estimator.num_boosted_rounds() == result.best_iteration + 1
+    assert model.intercept is None
+    predictions = model.predict(green_val)
+    assert np.isfinite(predictions).all()
+    error = rmse(green_val["duration"].to_numpy(), predictions)
+    assert error == pytest.approx(min(curve), rel=1e-4)
+    baseline = _mean_rmse(green_train["duration"].to_numpy(), green_val["duration"].to_numpy())
+    assert error < 0.6 * baseline
+
+
+def test_reference_preset_keeps_all_trees(
+    green_train: pd.DataFrame, green_val: pd.DataFrame
+) -> None:
+    config = _fast(training_config(preset="reference"), rounds=15)
+    _, result = _train(config, green_train, green_val)
+    assert isinstance(result.estimator, xgb.Booster)
+    assert result.estimator.num_boosted_rounds() == len(result.history["validation_rmse"])
+
+
+def test_xgboost_without_validation(green_train: pd.DataFrame) -> None:
+    config = _fast(training_config(), rounds=5)
+    _, result = _train(config, green_train)
+    assert result.best_iteration is None
+    assert result.history == {}
+    assert isinstance(result.estimator, xgb.Booster)
+    assert result.estimator.num_boosted_rounds() == 5
+
+
+def test_xgboost_training_is_deterministic(green_train: pd.DataFrame) -> None:
+    config = _fast(training_config(), rounds=5)
+    first, _ = _train(config, green_train)
+    second, _ = _train(config, green_train)
+    np.testing.assert_array_equal(first.predict(green_train), second.predict(green_train))
+
+
+# --- prediction -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("which", ["linear_pu_do", "xgboost_default"])
+def test_predicts_a_month_with_unseen_zones(
+    which: str, request: pytest.FixtureRequest, month_with_unseen_zones: pd.DataFrame
+) -> None:
+    model: TripDurationModel = request.getfixturevalue(which)
+    predictions = model.predict(month_with_unseen_zones)
+    assert predictions.shape == (len(month_with_unseen_zones),)
+    assert predictions.dtype == np.float64
+    assert np.isfinite(predictions).all()
+
+
+@pytest.mark.parametrize("which", ["linear_pu_do", "xgboost_default"])
+@pytest.mark.parametrize("color", ["green", "yellow"])
+def test_predict_raw_rows(which: str, color: str, request: pytest.FixtureRequest) -> None:
+    model: TripDurationModel = request.getfixturevalue(which)
+    raw = make_trips(color, Month(2023, 2), rows=50, seed=3)
+    predictions = model.predict_raw(raw)
+    assert predictions.shape == (50,)
+    assert np.isfinite(predictions).all()
+    # Without the dropoff (unknown when serving), the same predictions.
+    prefix = "lpep" if color == "green" else "tpep"
+    served = raw.drop(columns=[f"{prefix}_dropoff_datetime"]).head(5)
+    np.testing.assert_array_equal(model.predict_raw(served), predictions[:5])
+
+
+@pytest.mark.parametrize("which", ["linear_pu_do", "xgboost_default"])
+def test_predict_raw_equals_predict_on_prepared(
+    which: str, request: pytest.FixtureRequest, green_val: pd.DataFrame
+) -> None:
+    model: TripDurationModel = request.getfixturevalue(which)
+    head = green_val.head(20)
+    raw = pd.DataFrame(
+        {
+            "lpep_pickup_datetime": head["pickup_datetime"],
+            "PULocationID": head["PULocationID"].astype("int64"),
+            "DOLocationID": head["DOLocationID"].astype("int64"),
+            "trip_distance": head["trip_distance"],
+        }
+    )
+    np.testing.assert_allclose(model.predict_raw(raw), model.predict(head), rtol=1e-6)
+
+
+@pytest.mark.parametrize("which", ["linear_pu_do", "xgboost_default"])
+def test_pickle_round_trip(
+    which: str, request: pytest.FixtureRequest, green_val: pd.DataFrame
+) -> None:
+    model: TripDurationModel = request.getfixturevalue(which)
+    restored = pickle.loads(pickle.dumps(model))
+    assert restored.config == model.config
+    assert restored.preprocessor.feature_names == model.preprocessor.feature_names
+    np.testing.assert_array_equal(restored.predict(green_val), model.predict(green_val))
+
+
+def _trip(pu: int, do: int, distance: float, pickup: str = "2023-02-06 12:00") -> dict[str, object]:
+    return {
+        "lpep_pickup_datetime": pd.Timestamp(pickup),
+        "PULocationID": pu,
+        "DOLocationID": do,
+        "trip_distance": distance,
+    }
+
+
+def test_longer_distance_predicts_longer_duration(linear_pu_do: TripDurationModel) -> None:
+    """Directional expectation: same zones, a longer trip takes longer."""
+    for pu, do in [(12, 8), (39, 50), (5, 5)]:
+        raw = pd.DataFrame([_trip(pu, do, d) for d in (0.5, 2.0, 5.0, 10.0)])
+        predictions = linear_pu_do.predict_raw(raw)
+        assert (np.diff(predictions) > 0).all(), (pu, do, predictions)
+
+
+def test_linear_pu_do_ignores_pickup_time(linear_pu_do: TripDurationModel) -> None:
+    """Invariance: pu_do features have no time, so the pickup time cannot matter."""
+    raw = pd.DataFrame(
+        [_trip(12, 8, 3.0, "2023-02-06 08:00"), _trip(12, 8, 3.0, "2023-02-11 23:30")]
+    )
+    predictions = linear_pu_do.predict_raw(raw)
+    assert predictions[0] == predictions[1]

@@ -1,0 +1,324 @@
+"""Prepare: duration in minutes, the 1..60 minute filter, zones as categories, schema errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from tlc_samples import PREFIX, make_trips, write_month
+
+from taxi_duration.errors import DataError, InvalidInputError
+from taxi_duration.months import Month
+from taxi_duration.prepare import (
+    normalize_raw_trips,
+    prepare_trips,
+    raw_example,
+    timestamp_columns,
+)
+
+JAN = Month(2023, 1)
+START = np.datetime64("2023-01-10T08:00:00", "us")
+REQUIRED = ("pickup", "dropoff", "PULocationID", "DOLocationID", "trip_distance")
+
+
+def _columns(color: str, seconds: list[float], **overrides: pa.Array) -> dict[str, pa.Array]:
+    """A raw TLC table whose trips last ``seconds``; ``overrides`` replace columns."""
+    n = len(seconds)
+    pickup = np.full(n, START)
+    dropoff = pickup + (np.asarray(seconds) * 1_000_000).astype("timedelta64[us]")
+    prefix = PREFIX[color]
+    columns: dict[str, pa.Array] = {
+        "VendorID": pa.array(np.ones(n, dtype=np.int64)),
+        f"{prefix}_pickup_datetime": pa.array(pickup, pa.timestamp("us")),
+        f"{prefix}_dropoff_datetime": pa.array(dropoff, pa.timestamp("us")),
+        "PULocationID": pa.array(np.arange(n, dtype=np.int64) % 5 + 1),
+        "DOLocationID": pa.array(np.arange(n, dtype=np.int64) % 3 + 10),
+        "trip_distance": pa.array(np.linspace(0.5, 5.0, n)),
+    }
+    for name, values in overrides.items():
+        columns[name] = values
+    return columns
+
+
+def _write(tmp_path: Path, color: str, columns: dict[str, pa.Array]) -> Path:
+    path = tmp_path / f"{color}_tripdata_2023-01.parquet"
+    pq.write_table(pa.table(columns), path)
+    return path
+
+
+def _column_name(color: str, short: str) -> str:
+    return f"{PREFIX[color]}_{short}_datetime" if short in ("pickup", "dropoff") else short
+
+
+# --- duration and filter ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("color", ["green", "yellow"])
+def test_duration_filter_keeps_1_to_60_minutes_inclusive(color: str, tmp_path: Path) -> None:
+    seconds = [60.0, 3600.0, 59.4, 3600.6, -60.0, 0.0, 1800.0, 7200.0]
+    path = _write(tmp_path, color, _columns(color, seconds))
+    prepared = prepare_trips(path, color)
+    assert prepared.rows_loaded == 8
+    assert prepared.rows_kept == 3
+    np.testing.assert_array_equal(prepared.frame["duration"].to_numpy(), [1.0, 60.0, 30.0])
+    # The kept rows are the right ones (their own distances and zones travel with them).
+    np.testing.assert_allclose(prepared.frame["trip_distance"], np.linspace(0.5, 5.0, 8)[[0, 1, 6]])
+    assert list(prepared.frame["PULocationID"].astype(int)) == [1, 2, 2]
+
+
+@pytest.mark.parametrize("color", ["green", "yellow"])
+def test_prepared_layout(color: str, tmp_path: Path) -> None:
+    path = _write(tmp_path, color, _columns(color, [600.0] * 4))
+    frame = prepare_trips(path, color).frame
+    assert list(frame.columns) == [
+        "pickup_datetime",
+        "PULocationID",
+        "DOLocationID",
+        "trip_distance",
+        "duration",
+    ]
+    assert pd.api.types.is_datetime64_any_dtype(frame["pickup_datetime"])
+    assert (frame["pickup_datetime"] == pd.Timestamp("2023-01-10 08:00")).all()
+    assert frame["trip_distance"].dtype == np.float64
+    assert frame["duration"].dtype == np.float64
+
+
+@pytest.mark.parametrize("color", ["green", "yellow"])
+def test_generated_month_matches_pandas_reference(color: str, tmp_path: Path) -> None:
+    path = write_month(tmp_path, color, JAN)
+    raw = pd.read_parquet(path)
+    prefix = PREFIX[color]
+    minutes = (
+        raw[f"{prefix}_dropoff_datetime"] - raw[f"{prefix}_pickup_datetime"]
+    ).dt.total_seconds() / 60
+    expected = raw[(minutes >= 1) & (minutes <= 60)].reset_index(drop=True)
+
+    prepared = prepare_trips(path, color)
+    frame = prepared.frame
+    assert prepared.rows_loaded == len(raw) == 2_000
+    assert prepared.rows_kept == len(expected)
+    assert 0 < prepared.rows_kept < prepared.rows_loaded  # the generator's outliers dropped
+    assert frame["duration"].between(1, 60).all()
+    np.testing.assert_allclose(
+        frame["duration"], minutes[(minutes >= 1) & (minutes <= 60)], rtol=0, atol=1e-9
+    )
+    np.testing.assert_array_equal(frame["trip_distance"], expected["trip_distance"])
+    for zone in ("PULocationID", "DOLocationID"):
+        assert isinstance(frame[zone].dtype, pd.CategoricalDtype)
+        categories = frame[zone].cat.categories
+        assert pd.api.types.is_integer_dtype(categories)
+        assert list(categories) == sorted(expected[zone].unique())
+        np.testing.assert_array_equal(frame[zone].astype("int64"), expected[zone])
+    np.testing.assert_array_equal(
+        frame["pickup_datetime"].to_numpy(dtype="datetime64[us]"),
+        expected[f"{prefix}_pickup_datetime"].to_numpy(dtype="datetime64[us]"),
+    )
+
+
+def test_missing_timestamps_are_dropped(tmp_path: Path) -> None:
+    columns = _columns("green", [600.0, 600.0, 600.0])
+    columns["lpep_dropoff_datetime"] = pa.array(
+        [START + np.timedelta64(600, "s"), None, START + np.timedelta64(600, "s")],
+        pa.timestamp("us"),
+    )
+    prepared = prepare_trips(_write(tmp_path, "green", columns), "green")
+    assert prepared.rows_loaded == 3
+    assert prepared.rows_kept == 2
+
+
+def test_null_zone_ids_become_missing_categories(tmp_path: Path) -> None:
+    columns = _columns(
+        "green",
+        [600.0] * 4,
+        PULocationID=pa.array([5, None, 7, 5], pa.int64()),
+        DOLocationID=pa.array([None, None, 3, 4], pa.int64()),
+    )
+    frame = prepare_trips(_write(tmp_path, "green", columns), "green").frame
+    assert len(frame) == 4
+    assert list(frame["PULocationID"].cat.categories) == [5, 7]
+    assert list(frame["DOLocationID"].cat.categories) == [3, 4]
+    assert frame["PULocationID"].isna().tolist() == [False, True, False, False]
+    assert frame["DOLocationID"].isna().tolist() == [True, True, False, False]
+    assert frame["PULocationID"].iloc[2] == 7
+
+
+def test_all_null_zone_column(tmp_path: Path) -> None:
+    columns = _columns("green", [600.0] * 2, PULocationID=pa.array([None, None], pa.int64()))
+    frame = prepare_trips(_write(tmp_path, "green", columns), "green").frame
+    assert frame["PULocationID"].isna().all()
+    assert len(frame["PULocationID"].cat.categories) == 0
+
+
+def test_zone_ids_stored_as_doubles(tmp_path: Path) -> None:
+    columns = _columns(
+        "yellow",
+        [600.0] * 3,
+        PULocationID=pa.array([132.0, 236.0, 132.0]),
+        DOLocationID=pa.array([1.0, None, 265.0]),
+    )
+    frame = prepare_trips(_write(tmp_path, "yellow", columns), "yellow").frame
+    assert list(frame["PULocationID"].cat.categories) == [132, 236]
+    assert list(frame["DOLocationID"].cat.categories) == [1, 265]
+    assert pd.api.types.is_integer_dtype(frame["PULocationID"].cat.categories)
+    assert frame["DOLocationID"].isna().tolist() == [False, True, False]
+
+
+def test_integer_trip_distance_and_other_timestamp_units(tmp_path: Path) -> None:
+    columns = _columns("green", [120.0, 240.0])
+    columns["trip_distance"] = pa.array([1, 2], pa.int32())
+    columns["lpep_pickup_datetime"] = columns["lpep_pickup_datetime"].cast(pa.timestamp("ns"))
+    columns["lpep_dropoff_datetime"] = columns["lpep_dropoff_datetime"].cast(pa.timestamp("ms"))
+    frame = prepare_trips(_write(tmp_path, "green", columns), "green").frame
+    assert frame["trip_distance"].dtype == np.float64
+    np.testing.assert_array_equal(frame["duration"], [2.0, 4.0])
+
+
+# --- schema and data errors ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("color", ["green", "yellow"])
+@pytest.mark.parametrize("short", REQUIRED)
+def test_missing_required_column(color: str, short: str, tmp_path: Path) -> None:
+    column = _column_name(color, short)
+    columns = _columns(color, [600.0] * 3)
+    del columns[column]
+    with pytest.raises(DataError, match=f"'{column}'"):
+        prepare_trips(_write(tmp_path, color, columns), color)
+
+
+def test_file_of_the_other_color(tmp_path: Path) -> None:
+    path = _write(tmp_path, "green", _columns("green", [600.0]))
+    with pytest.raises(DataError, match="'tpep_pickup_datetime'"):
+        prepare_trips(path, "yellow")
+
+
+@pytest.mark.parametrize(
+    ("column", "values"),
+    [
+        ("trip_distance", pa.array(["1.5", "2.0"])),
+        ("lpep_pickup_datetime", pa.array(["2023-01-10 08:00:00"] * 2)),
+        ("lpep_dropoff_datetime", pa.array([1.0, 2.0])),
+        ("PULocationID", pa.array(["161", "236"])),
+        ("DOLocationID", pa.array([True, False])),
+    ],
+)
+def test_column_of_the_wrong_type(column: str, values: pa.Array, tmp_path: Path) -> None:
+    columns = _columns("green", [600.0, 600.0], **{column: values})
+    with pytest.raises(DataError, match=f"'{column}'") as caught:
+        prepare_trips(_write(tmp_path, "green", columns), "green")
+    assert str(values.type) in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_no_rows_kept(tmp_path: Path) -> None:
+    path = _write(tmp_path, "green", _columns("green", [10.0, 7200.0, -5.0]))
+    with pytest.raises(DataError, match="no trips kept") as caught:
+        prepare_trips(path, "green")
+    assert "3 rows" in str(caught.value)
+    assert path.name in str(caught.value)
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    path = _write(tmp_path, "green", _columns("green", []))
+    with pytest.raises(DataError, match="none of 0 rows"):
+        prepare_trips(path, "green")
+
+
+def test_not_parquet(tmp_path: Path) -> None:
+    path = tmp_path / "green_tripdata_2023-01.parquet"
+    path.write_bytes(b"not parquet")
+    with pytest.raises(DataError, match="not a readable parquet file"):
+        prepare_trips(path, "green")
+
+
+def test_unknown_color(tmp_path: Path) -> None:
+    path = _write(tmp_path, "green", _columns("green", [600.0]))
+    with pytest.raises(InvalidInputError, match="'blue'"):
+        prepare_trips(path, "blue")
+
+
+@pytest.mark.parametrize(
+    ("color", "names"),
+    [
+        ("green", ("lpep_pickup_datetime", "lpep_dropoff_datetime")),
+        ("yellow", ("tpep_pickup_datetime", "tpep_dropoff_datetime")),
+    ],
+)
+def test_timestamp_columns(color: str, names: tuple[str, str]) -> None:
+    assert timestamp_columns(color) == names
+
+
+def test_timestamp_columns_unknown_color() -> None:
+    with pytest.raises(InvalidInputError, match=r"'fhv'.*green, yellow"):
+        timestamp_columns("fhv")
+
+
+# --- raw rows at prediction time ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("color", ["green", "yellow"])
+def test_normalize_raw_trips_renames(color: str) -> None:
+    raw = make_trips(color, JAN, rows=20)
+    frame = normalize_raw_trips(raw)
+    assert {"pickup_datetime", "dropoff_datetime"} <= set(frame.columns)
+    assert not any(c.startswith(PREFIX[color]) for c in frame.columns)
+    pd.testing.assert_series_equal(
+        frame["pickup_datetime"], raw[f"{PREFIX[color]}_pickup_datetime"], check_names=False
+    )
+    assert len(frame) == 20  # no duration filter at prediction time
+    assert f"{PREFIX[color]}_pickup_datetime" in raw.columns  # the input is not modified
+
+
+def test_normalize_raw_trips_without_dropoff() -> None:
+    raw = make_trips("green", JAN, rows=5).drop(columns=["lpep_dropoff_datetime"])
+    frame = normalize_raw_trips(raw)
+    assert "pickup_datetime" in frame.columns
+
+
+@pytest.mark.parametrize(
+    ("dropped", "named"),
+    [
+        ("trip_distance", "trip_distance"),
+        ("PULocationID", "PULocationID"),
+        ("lpep_pickup_datetime", "pickup_datetime"),
+    ],
+)
+def test_normalize_raw_trips_rejects_missing_columns(dropped: str, named: str) -> None:
+    raw = make_trips("green", JAN, rows=5).drop(columns=[dropped])
+    with pytest.raises(DataError, match=named):
+        normalize_raw_trips(raw)
+
+
+def test_normalize_raw_trips_names_all_missing_columns() -> None:
+    with pytest.raises(DataError) as caught:
+        normalize_raw_trips(pd.DataFrame({"VendorID": [1]}))
+    for column in ("pickup_datetime", "PULocationID", "DOLocationID", "trip_distance"):
+        assert column in str(caught.value)
+
+
+@pytest.mark.parametrize("color", ["green", "yellow"])
+def test_raw_example_round_trips(color: str, tmp_path: Path) -> None:
+    frame = prepare_trips(write_month(tmp_path, color, JAN, rows=200), color).frame
+    raw = raw_example(frame, color, rows=4)
+    assert list(raw.columns) == [
+        f"{PREFIX[color]}_pickup_datetime",
+        "PULocationID",
+        "DOLocationID",
+        "trip_distance",
+    ]
+    assert len(raw) == 4
+    assert raw["PULocationID"].dtype == np.int64
+    back = normalize_raw_trips(raw)
+    np.testing.assert_array_equal(back["PULocationID"], frame["PULocationID"].head(4).astype(int))
+    np.testing.assert_array_equal(back["trip_distance"], frame["trip_distance"].head(4))
+
+
+def test_null_zone_with_negative_zone_id_is_missing(tmp_path: Path) -> None:
+    columns = _columns("green", [600.0] * 3, PULocationID=pa.array([-5, None, 7], pa.int64()))
+    frame = prepare_trips(_write(tmp_path, "green", columns), "green").frame
+    assert frame["PULocationID"].isna().tolist() == [False, True, False]
+    assert list(frame["PULocationID"].cat.categories) == [-5, 7]
