@@ -1,0 +1,186 @@
+"""Prefect tasks, one per step, thin wrappers around the step functions.
+
+ingest and prepare are cached across runs: their key is their inputs (with the size and
+modification time of any data file) and the source of the step's module, so a re-run of an
+unchanged month reuses them and a change to the step's code does not. A month whose file
+is not on disk yet has no key: its first download is never taken from the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State, TaskRun
+from prefect.context import TaskRunContext
+from prefect.tasks import Task, exponential_backoff
+
+from taxi_duration import __version__, evaluate, ingest, models, prepare, tracking
+from taxi_duration.errors import InvalidInputError, MonthNotPublishedError
+from taxi_duration.features import Preprocessor
+from taxi_duration.months import Month
+from taxi_duration.settings import Settings
+
+
+def _module_source_hash(module: ModuleType) -> str:
+    return hashlib.sha256(inspect.getsource(module).encode()).hexdigest()
+
+
+def _file_state(path: Path) -> list[Any] | None:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
+
+
+def _cache_key(step: ModuleType, parameters: dict[str, Any], files: list[Path]) -> str | None:
+    states = [_file_state(path) for path in files]
+    if any(state is None for state in states):
+        return None  # a missing file must be (re)made, never taken from the cache
+    payload = {
+        "step": step.__name__,
+        "source": _module_source_hash(step),
+        "version": __version__,
+        "parameters": {key: str(value) for key, value in sorted(parameters.items())},
+        "files": states,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _ingest_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
+    month = Month.parse(parameters["month"])
+    target = Path(parameters["cache_dir"]) / ingest.tlc_file_name(parameters["color"], month)
+    return _cache_key(ingest, parameters, [target])
+
+
+def _prepare_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
+    return _cache_key(prepare, parameters, [Path(parameters["path"])])
+
+
+def _retry_unless_final(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """Retry downloads, but not a month that is not published or a bad parameter."""
+    try:
+        state.result()
+    except (MonthNotPublishedError, InvalidInputError):
+        return False
+    except Exception:
+        return True
+    return False
+
+
+@task(
+    name="ingest",
+    cache_key_fn=_ingest_cache_key,
+    persist_result=True,
+    retries=3,
+    retry_delay_seconds=exponential_backoff(backoff_factor=2),
+    retry_jitter_factor=0.5,
+    retry_condition_fn=_retry_unless_final,
+)
+def ingest_task(color: str, month: str, base_url: str, cache_dir: str, timeout: float) -> Path:
+    path = ingest.download_month(
+        color,
+        Month.parse(month),
+        base_url=base_url,
+        cache_dir=Path(cache_dir),
+        timeout_seconds=timeout,
+    )
+    get_run_logger().info("%s %s: %s (%d bytes)", color, month, path, path.stat().st_size)
+    return path
+
+
+@task(name="prepare", cache_key_fn=_prepare_cache_key, persist_result=True)
+def prepare_task(path: Path, color: str) -> prepare.PreparedTrips:
+    trips = prepare.prepare_trips(path, color)
+    get_run_logger().info(
+        "%s: %d rows loaded, %d kept (1-60 minutes)", path.name, trips.rows_loaded, trips.rows_kept
+    )
+    return trips
+
+
+@dataclass
+class FeatureData:
+    preprocessor: Preprocessor
+    x_train: models.Features
+    y_train: np.ndarray
+    x_val: models.Features | None
+    y_val: np.ndarray | None
+
+
+@task(name="features", cache_policy=NO_CACHE)  # inputs are large: do not hash them
+def features_task(
+    config: models.TrainingConfig,
+    train: prepare.PreparedTrips,
+    val: prepare.PreparedTrips | None,
+) -> FeatureData:
+    preprocessor = Preprocessor.fit(train.frame, config.feature_set)
+    return FeatureData(
+        preprocessor=preprocessor,
+        x_train=models.encode(preprocessor, train.frame, config),
+        y_train=train.frame["duration"].to_numpy(),
+        x_val=None if val is None else models.encode(preprocessor, val.frame, config),
+        y_val=None if val is None else val.frame["duration"].to_numpy(),
+    )
+
+
+@task(name="train", cache_policy=NO_CACHE)
+def train_task(config: models.TrainingConfig, data: FeatureData) -> models.FitResult:
+    return models.fit_estimator(config, data.x_train, data.y_train, data.x_val, data.y_val)
+
+
+@task(name="evaluate", cache_policy=NO_CACHE)
+def evaluate_task(model: models.TripDurationModel, data: FeatureData) -> dict[str, float]:
+    metrics = {
+        f"{name}_train": value
+        for name, value in evaluate.regression_metrics(
+            data.y_train, model.predict_features(data.x_train)
+        ).items()
+    }
+    if data.x_val is not None and data.y_val is not None:
+        metrics.update(evaluate.regression_metrics(data.y_val, model.predict_features(data.x_val)))
+    get_run_logger().info("metrics: %s", metrics)
+    return metrics
+
+
+@task(name="register", cache_policy=NO_CACHE)
+def register_task(
+    settings: Settings,
+    run_name: str,
+    model: models.TripDurationModel,
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    tags: dict[str, str],
+    history: dict[str, list[float]],
+    input_example: Any,
+    run_id: str | None = None,
+) -> tracking.RegisteredModel:
+    with tempfile.TemporaryDirectory(prefix="taxi-duration-") as work_dir:
+        registered = tracking.log_and_register(
+            settings,
+            run_name=run_name,
+            model=model,
+            params=params,
+            metrics=metrics,
+            tags=tags,
+            history=history,
+            input_example=input_example,
+            work_dir=Path(work_dir),
+            run_id=run_id,
+        )
+    get_run_logger().info(
+        "registered %s version %s (run %s)",
+        registered.model_name,
+        registered.model_version,
+        registered.run_id,
+    )
+    return registered
