@@ -12,11 +12,14 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from taxi_duration import __version__
 from taxi_duration.errors import TaxiDurationError
+from taxi_duration.ingest import check_color_and_month, check_local_file
 from taxi_duration.models import training_config
+from taxi_duration.months import Month
 from taxi_duration.request import TrainRequest
 
 PROG = "taxi-duration"
@@ -65,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--preset", choices=["reference"], help="reference: the course's XGBoost, exactly"
     )
+    _add_min_improvement(train)
     _add_output_options(train)
 
     tune = commands.add_parser(
@@ -83,8 +87,58 @@ def build_parser() -> argparse.ArgumentParser:
         "--jobs", type=_int_in("jobs", 1, 64), default=1, help="trials run in parallel"
     )
     tune.add_argument("--seed", type=_int_in("seed", 0, 2**31 - 1), default=42)
+    _add_min_improvement(tune)
     _add_output_options(tune)
+
+    predict = commands.add_parser(
+        "predict",
+        help="score every trip of a month with the champion (or --model-uri)",
+        description="Predict the duration of every trip of a month (no duration filter) and "
+        "write parquet: ride_id, zones, predicted_duration (null where a zone or the "
+        "distance is missing) and model_version.",
+    )
+    predict.add_argument("--color", default="green", choices=["green", "yellow"])
+    predict.add_argument("--year", type=_int_in("year", 2009, 9999), required=True)
+    predict.add_argument("--month", type=_int_in("month", 1, 12), required=True)
+    predict.add_argument("--input", help="local parquet file instead of downloading")
+    predict.add_argument("--model-uri", help="default: models:/<TAXI_DURATION_MODEL_NAME>@champion")
+    predict.add_argument("--output", required=True, help="parquet file to write")
+    _add_output_options(predict)
+
+    promote = commands.add_parser(
+        "promote",
+        help="make a registered version the champion by hand (e.g. a rollback)",
+        description="Point the champion alias at a registered version; the replaced "
+        "champion becomes the challenger.",
+    )
+    promote.add_argument("--version", type=_int_in("version", 1, 10**9), required=True)
+    _add_output_options(promote)
+
+    from taxi_duration import stack
+
+    stack.add_command(commands)
     return parser
+
+
+def _add_min_improvement(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--min-improvement",
+        type=_non_negative_minutes,
+        default=0.0,
+        help="RMSE (minutes) by which a new version must beat the champion (default 0)",
+    )
+
+
+def _non_negative_minutes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"min-improvement {text!r} is not a number of minutes"
+        ) from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"min-improvement {text} is out of range: 0 or more")
+    return value
 
 
 def _positive_seconds(text: str) -> float:
@@ -128,8 +182,10 @@ class _DropRunFailures(logging.Filter):
         )
 
 
-def _configure_logging(verbose: bool) -> None:
+def _configure_runtime(verbose: bool) -> None:
     # Set before Prefect is imported; a user's own setting wins.
+    # A loaded 2-core machine can take more than Prefect's 20 s to start the ephemeral server.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault(
         "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "INFO" if verbose else "WARNING"
     )
@@ -166,15 +222,38 @@ def _print_summary(result: dict[str, Any]) -> None:
         f"({result['model_size_bytes']:,} bytes)"
     )
     print(f"  MLflow run    {result['run_id']} at {result['tracking_uri']}")
+    role = "champion" if result["promoted"] else "challenger"
+    print(f"  promotion     {role}: {result['promotion_reason']}")
     if result.get("best_params"):
         print(f"  tuning        best of {result['n_trials']} trials: {result['best_params']}")
     steps = ", ".join(f"{name} {seconds:.2f}s" for name, seconds in result["timings"].items())
     print(f"  timings       {steps}")
 
 
-def _run_flow(args: argparse.Namespace) -> dict[str, Any]:
-    from taxi_duration.flows import train, tune
+def _run(args: argparse.Namespace) -> dict[str, Any]:
+    if args.command == "promote":
+        from taxi_duration import tracking
+        from taxi_duration.settings import Settings
 
+        settings = Settings()
+        previous = tracking.set_champion(settings, str(args.version))
+        return {
+            "model_name": settings.model_name,
+            "champion_version": str(args.version),
+            "previous_champion": previous,
+        }
+
+    from taxi_duration.flows import predict, train, tune
+
+    if args.command == "predict":
+        return predict(
+            color=args.color,
+            year=args.year,
+            month=args.month,
+            output=args.output,
+            input_path=args.input,
+            model_uri=args.model_uri,
+        ).to_dict()
     if args.command == "tune":
         return tune(
             color=args.color,
@@ -188,6 +267,7 @@ def _run_flow(args: argparse.Namespace) -> dict[str, Any]:
             timeout=args.timeout,
             jobs=args.jobs,
             seed=args.seed,
+            min_improvement=args.min_improvement,
         ).to_dict()
     summary = train(
         color=args.color,
@@ -201,41 +281,76 @@ def _run_flow(args: argparse.Namespace) -> dict[str, Any]:
         model=args.model,
         features=args.features,
         preset=args.preset,
+        min_improvement=args.min_improvement,
     )
     return summary.to_dict()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def _check_before_running(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Checks that need no server, so that a bad argument fails at once."""
+    if args.command == "predict":
+        check_color_and_month(args.color, Month(args.year, args.month))
+        if args.input:
+            check_local_file(Path(args.input), "input")
+        return
+    if args.command not in ("train", "tune"):
+        return
     if (args.val_year is None) != (args.val_month is None):
         parser.error("--val-year and --val-month go together")
     validation = not getattr(args, "no_validation", False)
     if not validation and args.val_year is not None:
         parser.error("--no-validation conflicts with --val-year/--val-month")
+    TrainRequest.build(
+        args.color,
+        args.year,
+        args.month,
+        args.val_year,
+        args.val_month,
+        validation,
+        args.train_path,
+        args.val_path,
+    )
+    if args.command == "train":
+        training_config(args.model, args.features, args.preset)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "stack":
+        from taxi_duration import stack
+
+        return stack.run(args.action)
     try:
-        # Checked before Prefect starts, so a bad argument fails at once.
-        TrainRequest.build(
-            args.color,
-            args.year,
-            args.month,
-            args.val_year,
-            args.val_month,
-            validation,
-            args.train_path,
-            args.val_path,
-        )
-        if args.command == "train":
-            training_config(args.model, args.features, args.preset)
-        _configure_logging(args.verbose)
-        result = _run_flow(args)
+        _check_before_running(parser, args)
+        _configure_runtime(args.verbose)
+        result = _run(args)
     except TaxiDurationError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return error.exit_code
-    _print_summary(result)
+    _PRINTERS.get(args.command, _print_summary)(result)
     if args.json:
         print(json.dumps(result))
     return 0
+
+
+def _print_prediction(result: dict[str, Any]) -> None:
+    print(
+        f"Scored {result['rows_scored']:,} trips of {result['color']} {result['month']} with "
+        f"{result['model_uri']} (version {result['model_version']}); "
+        f"{result['rows_without_prediction']:,} without a prediction"
+    )
+    print(f"  wrote {result['output']}")
+
+
+def _print_promotion(result: dict[str, Any]) -> None:
+    print(
+        f"{result['model_name']}@champion is now version {result['champion_version']} "
+        f"(was {result['previous_champion'] or 'none'})"
+    )
+
+
+_PRINTERS = {"predict": _print_prediction, "promote": _print_promotion}
 
 
 if __name__ == "__main__":

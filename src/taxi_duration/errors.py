@@ -23,3 +23,7 @@ class DownloadError(TaxiDurationError):
 
 class DataError(TaxiDurationError):
     """A data file is unusable: not parquet, a column missing or of the wrong type, no rows kept."""
+
+
+class RegistryError(TaxiDurationError):
+    """The model registry lacks what was asked for (no champion yet, an unknown version)."""

@@ -95,6 +95,46 @@ def categorical_keys(frame: pd.DataFrame, name: str) -> np.ndarray:
     return _zone_keys(frame[name])
 
 
+@dataclass(frozen=True)
+class Factorized:
+    """A categorical feature as codes into a small table of keys (code -1: missing)."""
+
+    codes: np.ndarray  # one integer per row, -1 where the feature is missing
+    keys: np.ndarray  # the int64 key of each code (_MISSING_KEY for a missing one)
+
+
+# PU_DO codes are pickup code x dropoff categories + dropoff code, up to this many.
+_MAX_PAIR_CODES = 1 << 24
+
+
+def factorized(frame: pd.DataFrame, name: str) -> Factorized | None:
+    """Codes of a feature whose zones are categoricals (as prepared), else None.
+
+    The same keys as ``categorical_keys``, without computing a key per row: encoding is a
+    lookup in a table as small as the categories.
+    """
+    if name == "PU_DO":
+        pickup = factorized(frame, "PULocationID")
+        dropoff = factorized(frame, "DOLocationID")
+        if pickup is None or dropoff is None:
+            return None
+        n_dropoff = len(dropoff.keys)
+        if len(pickup.keys) * n_dropoff > _MAX_PAIR_CODES:
+            return None
+        codes = pickup.codes.astype(np.int32) * n_dropoff + dropoff.codes
+        codes[(pickup.codes < 0) | (dropoff.codes < 0)] = -1
+        keys = pickup.keys[:, None] * _PAIR_BASE + dropoff.keys[None, :]
+        missing = (pickup.keys == _MISSING_KEY)[:, None] | (dropoff.keys == _MISSING_KEY)[None, :]
+        keys[missing] = _MISSING_KEY
+        return Factorized(codes=codes, keys=keys.ravel())
+    column = frame[name]
+    if not isinstance(column.dtype, pd.CategoricalDtype):
+        return None
+    # The categories' keys, by _zone_keys' rules (ids out of range are missing).
+    keys = _zone_keys(pd.Series(column.cat.categories))
+    return Factorized(codes=column.cat.codes.to_numpy(), keys=keys)
+
+
 def category_label(name: str, key: int) -> str:
     """The value DictVectorizer sees for a key: ``161`` or, for PU_DO, ``161_236``."""
     if name == "PU_DO":
@@ -131,6 +171,20 @@ class Vocabulary:
         rank[order] = np.arange(len(unique))
         return cls(keys=unique, name_rank=rank, labels=tuple(labels[i] for i in order))
 
+    @classmethod
+    def fit_factorized(cls, name: str, feature: Factorized) -> Vocabulary:
+        """``fit`` on the keys of the codes that occur (the same vocabulary, faster)."""
+        codes = feature.codes
+        if len(codes) and codes.min() < 0:
+            codes = codes[codes >= 0]
+        used = np.bincount(codes, minlength=len(feature.keys)).astype(bool)
+        return cls.fit(name, feature.keys[used])
+
+    def factorized_positions(self, feature: Factorized) -> np.ndarray:
+        """``positions`` of the rows' keys, looked up by code (int32)."""
+        lookup = np.append(self.positions(feature.keys), -1).astype(np.int32)
+        return np.asarray(lookup[feature.codes])  # code -1 takes the last entry: -1
+
     def positions(self, keys: np.ndarray) -> np.ndarray:
         """Name-order position of each key, -1 for a key not seen in training."""
         if len(self.keys) == 0:
@@ -149,11 +203,23 @@ class Preprocessor:
 
     @classmethod
     def fit(cls, frame: pd.DataFrame, features: FeatureSet) -> Preprocessor:
-        vocabularies = {
-            name: Vocabulary.fit(name, categorical_keys(frame, name))
-            for name in features.categorical
-        }
+        vocabularies = {}
+        for name in features.categorical:
+            feature = factorized(frame, name)
+            vocabularies[name] = (
+                Vocabulary.fit(name, categorical_keys(frame, name))
+                if feature is None
+                else Vocabulary.fit_factorized(name, feature)
+            )
         return cls(features=features, vocabularies=vocabularies)
+
+    def _positions(self, frame: pd.DataFrame, name: str) -> np.ndarray:
+        """Name-order position of each row's category, -1 where unseen in training."""
+        vocabulary = self.vocabularies[name]
+        feature = factorized(frame, name)
+        if feature is None:
+            return vocabulary.positions(categorical_keys(frame, name))
+        return vocabulary.factorized_positions(feature)
 
     def _blocks(self) -> list[tuple[str, str]]:
         """(sort key, feature) in DictVectorizer's order: names sorted as strings."""
@@ -173,39 +239,50 @@ class Preprocessor:
         return names
 
     def transform_sparse(self, frame: pd.DataFrame) -> sp.csr_matrix:
-        """The one-hot CSR matrix, as DictVectorizer would give it (float64)."""
+        """The one-hot CSR matrix, as DictVectorizer would give it (float64).
+
+        Each row stores one entry per block (a category seen in training, or a number),
+        in block order, so indices come out sorted within a row. Built in place as
+        (rows, blocks) arrays; rows with an unseen category are compacted afterwards.
+        """
         n_rows = len(frame)
-        columns: list[np.ndarray] = []
-        values: list[np.ndarray] = []
+        blocks = self._blocks()
+        indices = np.empty((n_rows, len(blocks)), dtype=np.int32)
+        values = np.empty((n_rows, len(blocks)), dtype=np.float64)
+        unseen: list[tuple[int, np.ndarray]] = []
         offset = 0
-        # Blocks are contiguous and in name order, so indices come out sorted within a row.
-        for _, name in self._blocks():
+        for block, (_, name) in enumerate(blocks):
             if name in self.vocabularies:
-                vocabulary = self.vocabularies[name]
-                position = vocabulary.positions(categorical_keys(frame, name))
-                columns.append(np.where(position >= 0, position + offset, -1))
-                values.append(np.ones(n_rows))
-                offset += len(vocabulary.keys)
+                position = self._positions(frame, name)
+                np.add(position, offset, out=indices[:, block], casting="unsafe")
+                values[:, block] = 1.0
+                if len(position) and position.min() < 0:
+                    unseen.append((block, position < 0))
+                offset += len(self.vocabularies[name].keys)
             else:
-                columns.append(np.full(n_rows, offset, dtype=np.int64))
+                indices[:, block] = offset
                 # A missing number (NaN) counts as 0: linear models can't take NaN.
-                values.append(np.nan_to_num(numeric_values(frame, name), nan=0.0))
+                values[:, block] = np.nan_to_num(numeric_values(frame, name), nan=0.0)
                 offset += 1
-        column_matrix = np.column_stack(columns) if columns else np.empty((n_rows, 0), np.int64)
-        value_matrix = np.column_stack(values) if values else np.empty((n_rows, 0))
-        present = column_matrix >= 0
-        indptr = np.concatenate([[0], np.cumsum(present.sum(axis=1))])
-        return sp.csr_matrix(
-            (value_matrix[present], column_matrix[present].astype(np.int32), indptr),
-            shape=(n_rows, offset),
-        )
+        shape = (n_rows, offset)
+        if not unseen:
+            index_dtype = np.int32 if indices.size < np.iinfo(np.int32).max else np.int64
+            indptr = np.arange(0, indices.size + 1, max(len(blocks), 1), dtype=index_dtype)
+            if not blocks:
+                indptr = np.zeros(n_rows + 1, dtype=index_dtype)
+            return sp.csr_matrix((values.ravel(), indices.ravel(), indptr), shape=shape)
+        stored = np.ones(indices.shape, dtype=bool)
+        for block, missing in unseen:
+            stored[:, block] = ~missing
+        indptr = np.concatenate([[0], np.cumsum(stored.sum(axis=1))])
+        return sp.csr_matrix((values[stored], indices[stored], indptr), shape=shape)
 
     def transform_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Categoricals with the training categories (unseen: missing), numerics as float32."""
         data: dict[str, object] = {}
         for name in self.features.categorical:
             vocabulary = self.vocabularies[name]
-            position = vocabulary.positions(categorical_keys(frame, name))
+            position = self._positions(frame, name)
             data[name] = pd.Categorical.from_codes(position, categories=pd.Index(vocabulary.labels))
         for name in self.features.numeric:
             data[name] = numeric_values(frame, name).astype(np.float32)

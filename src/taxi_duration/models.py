@@ -34,6 +34,8 @@ class XGBoostParams:
     early_stopping_rounds: int
     # Keep only the trees up to the best validation round (the course keeps them all).
     keep_best_iteration: bool = True
+    # Rounds when there is no validation month to stop early on (None: num_boost_round).
+    rounds_without_validation: int | None = None
 
 
 # The course's hard-coded tuned parameters, reproduced exactly by ``--preset reference``.
@@ -52,18 +54,23 @@ REFERENCE_XGBOOST = XGBoostParams(
     keep_best_iteration=False,
 )
 
+# The project's default: zones as native categories, distance, pickup hour and weekday.
+# Leaves need 50+ trips so that categorical splits don't fit rare zones; depth 8 is enough
+# for zone x distance x time. Measured in benchmarks/default_vs_reference.py.
 DEFAULT_XGBOOST = XGBoostParams(
     params={
         "objective": "reg:squarederror",
+        "eval_metric": "rmse",
         "tree_method": "hist",
-        "learning_rate": 0.1,
-        "max_depth": 10,
-        "min_child_weight": 10,
-        "max_cat_to_onehot": 1,
+        "learning_rate": 0.2,
+        "max_depth": 8,
+        "min_child_weight": 50,
         "seed": 42,
     },
-    num_boost_round=300,
+    num_boost_round=1000,
     early_stopping_rounds=20,
+    # About what early stopping picks on real months (130-160 rounds at this learning rate).
+    rounds_without_validation=150,
 )
 
 
@@ -99,6 +106,8 @@ class TrainingConfig:
             flat.update(self.xgboost.params)
             flat["num_boost_round"] = self.xgboost.num_boost_round
             flat["early_stopping_rounds"] = self.xgboost.early_stopping_rounds
+            if self.xgboost.rounds_without_validation is not None:
+                flat["rounds_without_validation"] = self.xgboost.rounds_without_validation
         return flat
 
 
@@ -172,7 +181,9 @@ def fit_estimator(
 ) -> FitResult:
     """Fit the configured model; XGBoost stops early on the validation month when given."""
     if config.model == "linear":
-        return FitResult(LinearRegression().fit(x_train, y_train))
+        from taxi_duration.linear import fit_linear_regression  # scikit-learn's fit, fast
+
+        return FitResult(fit_linear_regression(x_train, y_train))
     assert config.xgboost is not None
     dtrain = dmatrix(x_train, y_train)
     dval = dmatrix(x_val, y_val) if x_val is not None and y_val is not None else None
@@ -191,11 +202,14 @@ def train_booster(
     if nthread is not None:
         params["nthread"] = nthread
     evals = [(dval, "validation")] if dval is not None else []
+    rounds = schedule.num_boost_round
+    if not evals and schedule.rounds_without_validation is not None:
+        rounds = schedule.rounds_without_validation
     evals_result: dict[str, dict[str, list[float]]] = {}
     booster = xgb.train(
         params,
         dtrain,
-        num_boost_round=schedule.num_boost_round,
+        num_boost_round=rounds,
         evals=evals,
         early_stopping_rounds=schedule.early_stopping_rounds if evals else None,
         evals_result=evals_result,
@@ -233,8 +247,15 @@ class TripDurationModel:
         return self.predict_features(encode(self.preprocessor, trips, self.config))
 
     def predict_raw(self, raw: pd.DataFrame) -> np.ndarray:
-        """Durations for raw TLC rows, green or yellow, as published."""
-        return self.predict(normalize_raw_trips(raw))
+        """Durations for raw TLC rows, green or yellow, as published.
+
+        A row whose zones or distance are missing gets NaN: there is nothing to predict from.
+        """
+        trips = normalize_raw_trips(raw)
+        predictions = self.predict(trips)
+        unknown = trips[["PULocationID", "DOLocationID", "trip_distance"]].isna().any(axis=1)
+        predictions[unknown.to_numpy()] = np.nan
+        return predictions
 
     @property
     def intercept(self) -> float | None:

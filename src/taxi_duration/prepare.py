@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from taxi_duration.errors import DataError, InvalidInputError
@@ -47,11 +48,11 @@ def timestamp_columns(color: str) -> tuple[str, str]:
     return f"{prefix}_pickup_datetime", f"{prefix}_dropoff_datetime"
 
 
-def _check_schema(schema: pa.Schema, path: Path, color: str) -> None:
+def _check_schema(schema: pa.Schema, path: Path, color: str, needs_dropoff: bool = True) -> None:
     pickup, dropoff = timestamp_columns(color)
     expected: dict[str, tuple[str, object]] = {
         pickup: ("a timestamp", pa.types.is_timestamp),
-        dropoff: ("a timestamp", pa.types.is_timestamp),
+        **({dropoff: ("a timestamp", pa.types.is_timestamp)} if needs_dropoff else {}),
         "PULocationID": ("an integer", _is_whole_number),
         "DOLocationID": ("an integer", _is_whole_number),
         "trip_distance": ("a number", _is_number),
@@ -73,6 +74,9 @@ def _is_whole_number(field_type: pa.DataType) -> bool:
     return _is_number(field_type)
 
 
+_POOL = pa.system_memory_pool()
+
+
 def read_trips(path: Path, color: str) -> pa.Table:
     """The needed columns of a TLC file, timestamps renamed to pickup/dropoff_datetime."""
     try:
@@ -81,50 +85,110 @@ def read_trips(path: Path, color: str) -> pa.Table:
         raise DataError(f"{path} is not a readable parquet file: {error}") from error
     _check_schema(schema, path, color)
     pickup, dropoff = timestamp_columns(color)
-    table = pq.read_table(path, columns=[pickup, dropoff, *ZONE_COLUMNS, "trip_distance"])
+    # pq.read_table's own reader (the dataset scanner), on an allocator that gives back what
+    # it frees: arrow's default one keeps a month's parquet decoding buffers (~250 MB).
+    table = ds.dataset(path, format="parquet").to_table(
+        columns=[pickup, dropoff, *ZONE_COLUMNS, "trip_distance"], memory_pool=_POOL
+    )
     return table.rename_columns(
         ["pickup_datetime", "dropoff_datetime", *ZONE_COLUMNS, "trip_distance"]
     )
 
 
 def duration_minutes(table: pa.Table) -> np.ndarray:
-    """Dropoff minus pickup in minutes, as float64 (NaN where either is missing)."""
-    pickup = table.column("pickup_datetime").to_numpy()
-    dropoff = table.column("dropoff_datetime").to_numpy()
-    seconds = (dropoff - pickup) / np.timedelta64(1, "s")
-    return np.asarray(seconds / 60.0, dtype=np.float64)
+    """Dropoff minus pickup in minutes, as float64 (NaN where either is missing).
+
+    Computed as the course does (seconds, then divided by 60), to the last bit.
+    """
+    minutes = np.empty(table.num_rows, dtype=np.float64)
+    start = 0
+    # Batch by batch (views of arrow's memory): no copy of the whole timestamp columns.
+    for batch in table.select(["pickup_datetime", "dropoff_datetime"]).to_batches():
+        pickup = batch.column(0).to_numpy(zero_copy_only=False)
+        dropoff = batch.column(1).to_numpy(zero_copy_only=False)
+        end = start + batch.num_rows
+        np.divide(dropoff - pickup, np.timedelta64(1, "s"), out=minutes[start:end])
+        start = end
+    minutes /= 60.0
+    return minutes
 
 
-def zones_as_categories(values: pa.ChunkedArray) -> pd.Categorical:
-    """Zone ids (integers, nulls allowed) as a categorical of int categories; nulls missing."""
-    ids = pc.cast(values, pa.int32(), safe=False).to_numpy(zero_copy_only=False)
-    present = ~pc.is_null(values).to_numpy(zero_copy_only=False)
-    categories = np.unique(ids[present])
-    # pandas narrows the codes to the smallest integer type that fits.
-    codes = np.full(len(ids), -1, dtype=np.int32)
-    codes[present] = np.searchsorted(categories, ids[present])
+# Zone ids spanning at most this many values are encoded by table lookup, not sorting.
+_MAX_LOOKUP_SPAN = 1 << 20
+
+
+def zones_as_categories(values: pa.ChunkedArray | pa.Array) -> pd.Categorical:
+    """Zone ids (integers, nulls allowed) as a categorical of the int ids present."""
+    ids = pc.cast(values, pa.int32(), safe=False, memory_pool=_POOL)
+    missing = None
+    if values.null_count:
+        missing = pc.is_null(values).to_numpy(zero_copy_only=False)
+        ids = pc.fill_null(ids, 0)  # a placeholder, so that the ids stay int32
+    numbers = ids.to_numpy(zero_copy_only=False)
+    present = numbers if missing is None else numbers[~missing]
+    if len(present) == 0:
+        codes = np.full(len(numbers), -1, dtype=np.int16)
+        return pd.Categorical.from_codes(codes, categories=pd.Index([], dtype="int32"))
+    low, high = int(present.min()), int(present.max())
+    if high - low < _MAX_LOOKUP_SPAN:
+        # Which ids occur, then each row's rank among them: two passes, no sort.
+        seen = np.flatnonzero(np.bincount(present - low, minlength=high - low + 1))
+        categories = (seen + low).astype(np.int32)
+        dtype = np.int16 if len(categories) < 32_000 else np.int32
+        lookup = np.zeros(high - low + 1, dtype=dtype)
+        lookup[seen] = np.arange(len(seen), dtype=dtype)
+        if missing is not None:
+            numbers = np.where(missing, low, numbers)
+        codes = lookup[numbers - low]
+    else:
+        categories, inverse = np.unique(present, return_inverse=True)
+        dtype = np.int16 if len(categories) < 32_000 else np.int32
+        codes = np.empty(len(numbers), dtype=dtype)
+        if missing is None:
+            codes[:] = inverse
+        else:
+            codes[~missing] = inverse
+    if missing is not None:
+        codes[missing] = -1
     return pd.Categorical.from_codes(codes, categories=pd.Index(categories, dtype="int32"))
 
 
+def _writable(array: np.ndarray) -> np.ndarray:
+    """The array itself, or a copy where it is a read-only view of arrow memory."""
+    return array if array.flags.writeable else array.copy()
+
+
 def prepare_trips(path: Path, color: str) -> PreparedTrips:
-    """Read a TLC file and keep the trips of 1 to 60 minutes, zones as categories."""
+    """Read a TLC file and keep the trips of 1 to 60 minutes, zones as categories.
+
+    Columns are taken out of the file's table one at a time, each dropped once used, so
+    that little more than the file's five columns is in memory at once.
+    """
     table = read_trips(path, color)
     rows_loaded = table.num_rows
     duration = duration_minutes(table)
     keep = (duration >= MIN_DURATION_MINUTES) & (duration <= MAX_DURATION_MINUTES)
-    kept = table.filter(pa.array(keep))
-    del table
-    frame = pd.DataFrame(
-        {
-            "pickup_datetime": kept.column("pickup_datetime").to_numpy(),
-            "PULocationID": zones_as_categories(kept.column("PULocationID")),
-            "DOLocationID": zones_as_categories(kept.column("DOLocationID")),
-            "trip_distance": kept.column("trip_distance")
-            .to_numpy(zero_copy_only=False)
-            .astype(np.float64, copy=False),
-            "duration": duration[keep],
-        }
-    )
+    duration = duration[keep]
+    mask = pa.array(keep)
+    del keep
+    table = table.drop_columns(["dropoff_datetime"])
+
+    def take(column: str) -> pa.ChunkedArray:
+        nonlocal table
+        kept = pc.filter(table.column(column), mask, memory_pool=_POOL)
+        table = table.drop_columns([column])
+        return kept
+
+    columns: dict[str, object] = {
+        "pickup_datetime": _writable(take("pickup_datetime").to_numpy()),
+        "PULocationID": zones_as_categories(take("PULocationID")),
+        "DOLocationID": zones_as_categories(take("DOLocationID")),
+        "trip_distance": _writable(
+            take("trip_distance").to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+        ),
+        "duration": duration,
+    }
+    frame = pd.DataFrame(columns, copy=False)  # the arrays are new: no need to copy them
     if frame.empty:
         raise DataError(
             f"{path.name}: no trips kept: none of {rows_loaded} rows lasts "
@@ -133,31 +197,61 @@ def prepare_trips(path: Path, color: str) -> PreparedTrips:
     return PreparedTrips(frame=frame, rows_loaded=rows_loaded)
 
 
+RAW_PICKUP_COLUMNS = tuple(f"{prefix}_pickup_datetime" for prefix in _TIMESTAMP_PREFIX.values())
+
+
 def normalize_raw_trips(raw: pd.DataFrame) -> pd.DataFrame:
     """Raw TLC rows (green or yellow, as published) in the prepared column layout.
 
-    Used at prediction time, when the dropoff is not known: no duration filter.
+    Used at prediction time, when the dropoff is not known: no duration filter. A pickup
+    time given as text (e.g. from JSON) is parsed; one that can't be parsed is missing.
     """
     rename = {}
     for prefix in _TIMESTAMP_PREFIX.values():
         rename[f"{prefix}_pickup_datetime"] = "pickup_datetime"
         rename[f"{prefix}_dropoff_datetime"] = "dropoff_datetime"
     frame = raw.rename(columns=rename)
-    missing = [c for c in ("pickup_datetime", *ZONE_COLUMNS, "trip_distance") if c not in frame]
+    missing = [c for c in (*ZONE_COLUMNS, "trip_distance") if c not in frame]
+    if "pickup_datetime" not in frame:
+        missing.insert(0, " or ".join(RAW_PICKUP_COLUMNS))
     if missing:
         raise DataError(f"input rows lack column(s) {', '.join(missing)}")
+    if not pd.api.types.is_datetime64_any_dtype(frame["pickup_datetime"]):
+        frame = frame.assign(
+            pickup_datetime=pd.to_datetime(frame["pickup_datetime"], errors="coerce")
+        )
     return frame
 
 
-def raw_example(frame: pd.DataFrame, color: str, rows: int = 5) -> pd.DataFrame:
-    """A few prepared trips in the raw TLC layout a model is served with (no dropoff)."""
+def read_trips_to_score(path: Path, color: str) -> pd.DataFrame:
+    """Every trip of a TLC file (no duration filter), in the raw layout a model is served with."""
+    try:
+        schema = pq.read_schema(path)
+    except Exception as error:
+        raise DataError(f"{path} is not a readable parquet file: {error}") from error
+    _check_schema(schema, path, color, needs_dropoff=False)
     pickup, _ = timestamp_columns(color)
-    head = frame.head(rows)
+    table = pq.read_table(path, columns=[pickup, *ZONE_COLUMNS, "trip_distance"])
+    trips: pd.DataFrame = table.to_pandas()
+    return trips
+
+
+def raw_example(frame: pd.DataFrame, color: str, rows: int | None = 5) -> pd.DataFrame:
+    """Prepared trips (the first ``rows``, or all) in the raw TLC layout a model is served with."""
+    pickup, _ = timestamp_columns(color)
+    head = frame if rows is None else frame.head(rows)
     return pd.DataFrame(
         {
             pickup: head["pickup_datetime"].to_numpy(),
-            "PULocationID": head["PULocationID"].astype("int64").to_numpy(),
-            "DOLocationID": head["DOLocationID"].astype("int64").to_numpy(),
+            # Integers as published; floats (NaN for missing) where a zone is missing.
+            "PULocationID": _zone_ids(head["PULocationID"]),
+            "DOLocationID": _zone_ids(head["DOLocationID"]),
             "trip_distance": head["trip_distance"].to_numpy(),
         }
     )
+
+
+def _zone_ids(zones: pd.Series) -> np.ndarray:
+    if zones.isna().any():
+        return zones.astype("float64").to_numpy()
+    return zones.astype("int64").to_numpy()

@@ -60,3 +60,11 @@ def check_tuning_budget(trials: int, timeout: float | None, jobs: int) -> None:
         raise InvalidInputError(f"jobs {jobs} is out of range: at least 1")
     if timeout is not None and timeout <= 0:
         raise InvalidInputError(f"timeout {timeout:g} is out of range: more than 0 seconds")
+
+
+def check_min_improvement(min_improvement: float) -> None:
+    """How much lower (minutes of RMSE) a new version must score to replace the champion."""
+    if not min_improvement >= 0:
+        raise InvalidInputError(
+            f"min-improvement {min_improvement:g} is out of range: 0 or more (minutes of RMSE)"
+        )

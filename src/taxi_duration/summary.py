@@ -33,6 +33,10 @@ class TrainSummary:
     model_size_bytes: int | None
     tracking_uri: str
     timings: dict[str, float]
+    promoted: bool = False
+    champion_version: str | None = None  # the champion after this run
+    champion_rmse: float | None = None  # the previous champion's, on this validation month
+    promotion_reason: str = ""
     best_params: dict[str, Any] | None = None  # tune only
     n_trials: int | None = None  # tune only
 
@@ -54,6 +58,10 @@ class TrainSummary:
             ("Training RMSE (min)", f"{self.rmse_train:.4f}"),
             ("MLflow run", f"`{self.run_id}`"),
             ("Registered model", f"`{self.model_name}` version {self.model_version}"),
+            (
+                "Promotion",
+                f"{'champion' if self.promoted else 'challenger'}: {self.promotion_reason}",
+            ),
         ]
         table = "\n".join(f"| {name} | {value} |" for name, value in rows)
         steps = " · ".join(f"{step} {seconds:.1f}s" for step, seconds in self.timings.items())

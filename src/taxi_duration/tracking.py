@@ -10,7 +10,6 @@ import contextlib
 import io
 import pickle
 import time
-import warnings
 from dataclasses import dataclass
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -21,11 +20,15 @@ import numpy as np
 import pandas as pd
 from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
-from mlflow.models import infer_signature
+from mlflow.models import ModelSignature
 from mlflow.pyfunc.model import PythonModel
 from mlflow.tracking import MlflowClient
+from mlflow.types.schema import AnyType, ColSpec, Schema
 
+from taxi_duration.errors import InvalidInputError, RegistryError
 from taxi_duration.models import TripDurationModel
+from taxi_duration.prepare import RAW_PICKUP_COLUMNS, ZONE_COLUMNS
+from taxi_duration.promote import CHALLENGER, CHAMPION, PromotionDecision
 from taxi_duration.settings import Settings
 
 _PYFUNC_ENTRY_POINT = Path(__file__).with_name("pyfunc_model.py")
@@ -55,6 +58,19 @@ class TripDurationPyfunc(PythonModel):
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> np.ndarray:
         return self.model.predict_raw(model_input)
+
+
+def _raw_trip_signature() -> ModelSignature:
+    """Raw TLC rows of either color: one of the pickup columns, zones, distance.
+
+    Zones are of any type: published as integers, they become floats in months with nulls.
+    """
+    pickups = [ColSpec("datetime", name, required=False) for name in RAW_PICKUP_COLUMNS]
+    zones = [ColSpec(AnyType(), name) for name in ZONE_COLUMNS]  # type: ignore[no-untyped-call]
+    return ModelSignature(
+        inputs=Schema([*pickups, *zones, ColSpec("double", "trip_distance")]),
+        outputs=Schema([ColSpec("double", "predicted_duration")]),
+    )
 
 
 def _configure(settings: Settings) -> MlflowClient:
@@ -102,10 +118,7 @@ def log_and_register(
     model_file = work_dir / "model.pkl"
     with open(model_file, "wb") as file:
         pickle.dump(model, file, protocol=pickle.HIGHEST_PROTOCOL)
-    with warnings.catch_warnings():
-        # Zone ids are published as integers; MLflow hints that integers can't hold nulls.
-        warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
-        signature = infer_signature(input_example, model.predict_raw(input_example))
+    signature = _raw_trip_signature()
     with mlflow.start_run(
         run_id=run_id,
         experiment_id=None if run_id else experiment_id(client, settings),
@@ -180,3 +193,85 @@ def log_nested_run(
 def end_run(settings: Settings, run_id: str, status: str) -> None:
     """Mark a run FINISHED or FAILED (e.g. a parent run whose flow failed)."""
     _configure(settings).set_terminated(run_id, status=status)
+
+
+# ---- the champion -----------------------------------------------------------------------
+
+
+def champion_version(settings: Settings) -> str | None:
+    """The version the ``champion`` alias points to, if any."""
+    client = _configure(settings)
+    try:
+        return str(client.get_model_version_by_alias(settings.model_name, CHAMPION).version)
+    except MlflowException:
+        return None
+
+
+def load_model(uri: str) -> Any:
+    """The pyfunc at ``uri`` (e.g. ``models:/nyc-taxi-duration@champion``)."""
+    return mlflow.pyfunc.load_model(uri)
+
+
+def resolve_version(settings: Settings, uri: str) -> str:
+    """The registry version a ``models:/name/N`` or ``models:/name@alias`` URI stands for."""
+    client = _configure(settings)
+    reference = uri.removeprefix("models:/")
+    if reference == uri:
+        return uri  # not a registry URI (e.g. runs:/...): the URI is the version
+    try:
+        if "@" in reference:
+            name, alias = reference.split("@", 1)
+            return str(client.get_model_version_by_alias(name, alias).version)
+        name, version = reference.rsplit("/", 1)
+        return str(client.get_model_version(name, version).version)
+    except (MlflowException, ValueError):
+        raise RegistryError(
+            f"model {uri} is not in the registry at {settings.tracking_uri}: "
+            "train one first or give another --model-uri"
+        ) from None
+
+
+def score_version(settings: Settings, version: str, trips: pd.DataFrame, color: str) -> np.ndarray:
+    """Predictions of a registered version for prepared trips (e.g. the validation month)."""
+    _configure(settings)
+    from taxi_duration.prepare import raw_example
+
+    model = load_model(f"models:/{settings.model_name}/{version}")
+    return np.asarray(model.predict(raw_example(trips, color, rows=None)), dtype=np.float64)
+
+
+def record_promotion(settings: Settings, version: str, decision: PromotionDecision) -> None:
+    """Point the decision's alias at ``version`` and record the decision as version tags."""
+    client = _configure(settings)
+    tags = {
+        "promotion.decision": decision.alias,
+        "promotion.reason": decision.reason,
+        "promotion.rmse": "" if decision.new_rmse is None else f"{decision.new_rmse:.6f}",
+        "promotion.champion_rmse": ""
+        if decision.champion_rmse is None
+        else f"{decision.champion_rmse:.6f}",
+        "promotion.previous_champion": decision.previous_champion or "",
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(settings.model_name, version, key, value)
+    client.set_registered_model_alias(settings.model_name, decision.alias, version)
+
+
+def set_champion(settings: Settings, version: str) -> str | None:
+    """Make ``version`` the champion by hand (e.g. a rollback); returns the previous one."""
+    client = _configure(settings)
+    try:
+        client.get_model_version(settings.model_name, version)
+    except MlflowException:
+        raise InvalidInputError(
+            f"version {version} of model {settings.model_name!r} does not exist"
+        ) from None
+    previous = champion_version(settings)
+    client.set_registered_model_alias(settings.model_name, CHAMPION, version)
+    client.set_model_version_tag(
+        settings.model_name, version, "promotion.reason", f"set by hand (was v{previous})"
+    )
+    if previous is not None and previous != version:
+        # The replaced champion stays reachable as the challenger.
+        client.set_registered_model_alias(settings.model_name, CHALLENGER, previous)
+    return previous

@@ -88,6 +88,7 @@ def tune_xgboost(
             params={**base.params, **suggest_params(trial), "seed": seed},
             num_boost_round=base.num_boost_round,
             early_stopping_rounds=base.early_stopping_rounds,
+            rounds_without_validation=base.rounds_without_validation,
         )
         fit: FitResult = train_booster(
             schedule, dtrain, dval, [_PruneOnValidation(trial)], nthread=threads_per_trial

@@ -10,8 +10,8 @@ from taxi_duration import __version__, cli
 
 TRAIN = ["train", "--year", "2023", "--month", "1"]
 TUNE = ["tune", "--year", "2023", "--month", "1"]
-# The function that runs the Prefect flow of a command (named _run_train before tune existed).
-FLOW_RUNNER = "_run_flow" if hasattr(cli, "_run_flow") else "_run_train"
+# The function that runs a command once its arguments are checked.
+FLOW_RUNNER = "_run"
 
 
 @pytest.fixture(autouse=True)
@@ -21,7 +21,7 @@ def no_flow_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     def forbidden(*args: object) -> None:
         raise AssertionError("main went past argument checking")
 
-    monkeypatch.setattr(cli, "_configure_logging", forbidden)
+    monkeypatch.setattr(cli, "_configure_runtime", forbidden)
     monkeypatch.setattr(cli, FLOW_RUNNER, forbidden)
 
 
@@ -99,7 +99,6 @@ def test_train_argument_error(
     assert list(workspace.iterdir()) == []  # no data/ or mlflow/ folder
 
 
-@pytest.mark.skipif(FLOW_RUNNER != "_run_flow", reason="no tune command in this version")
 @pytest.mark.parametrize(
     ("argv", "named"),
     [
@@ -202,7 +201,7 @@ def test_valid_arguments_reach_the_flow(
         seen.update(vars(args))
         raise Stop
 
-    monkeypatch.setattr(cli, "_configure_logging", lambda verbose: None)
+    monkeypatch.setattr(cli, "_configure_runtime", lambda verbose: None)
     monkeypatch.setattr(cli, FLOW_RUNNER, run_train)
     with pytest.raises(Stop):
         cli.main(

@@ -140,7 +140,12 @@ def _fast(config: TrainingConfig, rounds: int = 20) -> TrainingConfig:
     params = {**config.xgboost.params, "nthread": 1}
     return dataclasses.replace(
         config,
-        xgboost=dataclasses.replace(config.xgboost, params=params, num_boost_round=rounds),
+        xgboost=dataclasses.replace(
+            config.xgboost,
+            params=params,
+            num_boost_round=rounds,
+            rounds_without_validation=rounds,
+        ),
     )
 
 
@@ -243,6 +248,13 @@ def test_xgboost_without_validation(green_train: pd.DataFrame) -> None:
     assert result.history == {}
     assert isinstance(result.estimator, xgb.Booster)
     assert result.estimator.num_boosted_rounds() == 5
+
+
+def test_default_without_validation_trains_its_fixed_rounds() -> None:
+    schedule = training_config().xgboost
+    assert schedule is not None
+    assert schedule.num_boost_round > schedule.early_stopping_rounds
+    assert schedule.rounds_without_validation == 150
 
 
 def test_xgboost_training_is_deterministic(green_train: pd.DataFrame) -> None:

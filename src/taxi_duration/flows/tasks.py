@@ -28,6 +28,7 @@ from taxi_duration import __version__, evaluate, ingest, models, prepare, tracki
 from taxi_duration.errors import InvalidInputError, MonthNotPublishedError
 from taxi_duration.features import Preprocessor
 from taxi_duration.months import Month
+from taxi_duration.promote import PromotionDecision, decide_promotion
 from taxi_duration.settings import Settings
 
 
@@ -184,3 +185,31 @@ def register_task(
         registered.run_id,
     )
     return registered
+
+
+@task(name="promote", cache_policy=NO_CACHE)
+def promote_task(
+    settings: Settings,
+    version: str,
+    val: prepare.PreparedTrips | None,
+    color: str,
+    min_improvement: float,
+) -> PromotionDecision:
+    """Champion if the new version beats the champion on the validation month, else challenger.
+
+    Both are scored through their registered pyfuncs on the same trips, so the two RMSEs
+    compare like with like.
+    """
+    champion = tracking.champion_version(settings)
+    new_rmse = champion_rmse = None
+    if champion is not None and val is not None:
+        truth = val.frame["duration"].to_numpy()
+        new = tracking.score_version(settings, version, val.frame, color)
+        old = tracking.score_version(settings, champion, val.frame, color)
+        scored = np.isfinite(new) & np.isfinite(old)
+        new_rmse = evaluate.rmse(truth[scored], new[scored])
+        champion_rmse = evaluate.rmse(truth[scored], old[scored])
+    decision = decide_promotion(new_rmse, champion, champion_rmse, min_improvement)
+    tracking.record_promotion(settings, version, decision)
+    get_run_logger().info("version %s is the %s: %s", version, decision.alias, decision.reason)
+    return decision

@@ -19,15 +19,16 @@ from taxi_duration.flows.tasks import (
     features_task,
     ingest_task,
     prepare_task,
+    promote_task,
     register_task,
     train_task,
 )
 from taxi_duration.months import Month
-from taxi_duration.request import TrainRequest
+from taxi_duration.request import TrainRequest, check_min_improvement
 from taxi_duration.settings import Settings
 from taxi_duration.summary import TrainSummary
 
-STEPS = ("ingest", "prepare", "features", "train", "evaluate", "register")
+STEPS = ("ingest", "prepare", "features", "train", "evaluate", "register", "promote")
 
 
 @contextmanager
@@ -80,8 +81,9 @@ def fit_evaluate_register(
     *,
     run_id: str | None = None,
     extra_params: dict[str, Any] | None = None,
+    min_improvement: float = 0.0,
 ) -> TrainSummary:
-    """train, evaluate and register; the summary of it all."""
+    """train, evaluate, register and promote; the summary of it all."""
     with timed(timings, "train"):
         fit = train_task(config, data)
         trained = models.TripDurationModel(config, data.preprocessor, fit.estimator)
@@ -122,6 +124,10 @@ def fit_evaluate_register(
             prepare.raw_example(months.train.frame, request.color),
             run_id,
         )
+    with timed(timings, "promote"):
+        decision = promote_task(
+            settings, registered.model_version, months.val, request.color, min_improvement
+        )
     return TrainSummary(
         color=request.color,
         train_month=train_month,
@@ -146,6 +152,12 @@ def fit_evaluate_register(
         model_size_bytes=registered.model_size_bytes,
         tracking_uri=settings.tracking_uri,
         timings=timings,
+        promoted=decision.promoted,
+        champion_version=registered.model_version
+        if decision.promoted
+        else decision.previous_champion,
+        champion_rmse=decision.champion_rmse,
+        promotion_reason=decision.reason,
     )
 
 
@@ -170,8 +182,38 @@ def train(
     model: str | None = None,
     features: str | None = None,
     preset: str | None = None,
+    min_improvement: float = 0.0,
 ) -> TrainSummary:
-    """Train a trip-duration model on one month, evaluate on the next, register it."""
+    """Train on one month, evaluate on the next, register, and promote if it beats the champion.
+
+    Without year and month (a scheduled run), the months come from the run's scheduled date:
+    train on the month two before it, validate on the one before, falling back to earlier
+    months while the data server has not published them (see ``taxi_duration.schedule``).
+    """
+    if year is None and month is None and train_path is None:
+        from prefect import get_run_logger
+        from prefect.runtime import flow_run as current_run
+
+        from taxi_duration.schedule import months_for_run
+
+        run_settings = Settings()
+        chosen = months_for_run(
+            current_run.scheduled_start_time,
+            color,
+            run_settings.data_url,
+            timeout=run_settings.download_timeout_seconds,
+        )
+        year, month = chosen.train.year, chosen.train.month
+        if validation and val_year is None and val_month is None:
+            val_year, val_month = chosen.val.year, chosen.val.month
+        get_run_logger().info(
+            "scheduled months: train %s, validate %s%s",
+            chosen.train,
+            chosen.val,
+            f" (fell back: validating on {', '.join(map(str, chosen.skipped))} not published)"
+            if chosen.skipped
+            else "",
+        )
     request = TrainRequest.build(
         color, year, month, val_year, val_month, validation, train_path, val_path
     )
@@ -181,6 +223,9 @@ def train(
     months = load_months(settings, request, timings)
     with timed(timings, "features"):
         data = features_task(config, months.train, months.val)
-    summary = fit_evaluate_register(settings, request, config, months, data, timings)
+    check_min_improvement(min_improvement)
+    summary = fit_evaluate_register(
+        settings, request, config, months, data, timings, min_improvement=min_improvement
+    )
     publish(summary, "train")
     return summary

@@ -8,7 +8,7 @@ from taxi_duration import models, tracking
 from taxi_duration import tune as tune_step
 from taxi_duration.flows.tasks import FeatureData, features_task
 from taxi_duration.flows.train import fit_evaluate_register, load_months, publish, timed
-from taxi_duration.request import TrainRequest, check_tuning_budget
+from taxi_duration.request import TrainRequest, check_min_improvement, check_tuning_budget
 from taxi_duration.settings import Settings
 from taxi_duration.summary import TrainSummary
 
@@ -77,12 +77,14 @@ def tune(
     timeout: float | None = None,
     jobs: int = 1,
     seed: int = 42,
+    min_improvement: float = 0.0,
 ) -> TrainSummary:
     """Search XGBoost parameters on the validation month, then train and register the best."""
     request = TrainRequest.build(
         color, year, month, val_year, val_month, True, train_path, val_path
     )
     check_tuning_budget(trials, timeout, jobs)
+    check_min_improvement(min_improvement)
     config = models.training_config("xgboost", "default")
     settings = Settings()
     timings: dict[str, float] = {}
@@ -108,6 +110,7 @@ def tune(
             timings,
             run_id=parent_run_id,
             extra_params={"n_trials": result.n_trials, "seed": seed},
+            min_improvement=min_improvement,
         )
     except BaseException:
         tracking.end_run(settings, parent_run_id, "FAILED")

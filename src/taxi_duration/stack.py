@@ -1,0 +1,561 @@
+"""The local stack: a Prefect server, an MLflow tracking server and a process worker.
+
+``taxi-duration stack up`` starts the three in the background on 127.0.0.1, waits until each
+answers its health check, and prints the addresses; ``taxi-duration stack down`` stops them;
+``taxi-duration stack status`` tells what runs. (``python -m taxi_duration.stack up`` too.)
+
+Everything lives in one folder, ``.stack/`` by default::
+
+    logs/{prefect-server,mlflow-server,worker}.log   one log per service
+    run/{prefect-server,mlflow-server,worker}.json   PID files, read by ``down``
+    prefect/                                         PREFECT_HOME of the three (server database)
+    mlflow/mlflow.db, mlflow/artifacts/              the registry and the served artifacts
+    data/                                            the worker's download cache
+    env                                              ``source .stack/env`` points a shell at it
+
+Each service runs in its own process group, so ``down`` stops it with its children.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+
+from taxi_duration.errors import TaxiDurationError
+
+HOST = "127.0.0.1"
+DEFAULT_PREFECT_PORT = 4200
+DEFAULT_MLFLOW_PORT = 5000
+DEFAULT_POOL = "taxi-duration"
+DEFAULT_TIMEOUT_SECONDS = 180.0
+STOP_GRACE_SECONDS = 20.0
+SERVICES = ("prefect-server", "mlflow-server", "worker")
+
+_Parser = TypeVar("_Parser", bound=argparse.ArgumentParser)
+
+
+class StackError(TaxiDurationError):
+    """The stack could not start or stop (a port in use, a service that died or never answered)."""
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Where the stack lives and listens; from ``TAXI_DURATION_*`` variables."""
+
+    directory: Path
+    prefect_port: int
+    mlflow_port: int
+    pool: str
+    timeout: float
+    mlflow_backend_store_uri: str
+    mlflow_artifacts_destination: str
+    data_dir: Path
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> StackConfig:
+        env = os.environ if env is None else env
+        directory = Path(env.get("TAXI_DURATION_STACK_DIR") or ".stack").resolve()
+        mlflow_dir = directory / "mlflow"
+        return cls(
+            directory=directory,
+            prefect_port=_port(env, "TAXI_DURATION_PREFECT_PORT", DEFAULT_PREFECT_PORT),
+            mlflow_port=_port(env, "TAXI_DURATION_MLFLOW_PORT", DEFAULT_MLFLOW_PORT),
+            pool=env.get("TAXI_DURATION_WORK_POOL") or DEFAULT_POOL,
+            timeout=_seconds(env, "TAXI_DURATION_STACK_TIMEOUT", DEFAULT_TIMEOUT_SECONDS),
+            mlflow_backend_store_uri=env.get("TAXI_DURATION_MLFLOW_BACKEND_STORE_URI")
+            or f"sqlite:///{mlflow_dir / 'mlflow.db'}",
+            mlflow_artifacts_destination=env.get("TAXI_DURATION_MLFLOW_ARTIFACTS_DESTINATION")
+            or (mlflow_dir / "artifacts").as_uri(),
+            data_dir=Path(env.get("TAXI_DURATION_DATA_DIR") or directory / "data").resolve(),
+        )
+
+    @property
+    def prefect_ui_url(self) -> str:
+        return f"http://{HOST}:{self.prefect_port}"
+
+    @property
+    def prefect_api_url(self) -> str:
+        return f"{self.prefect_ui_url}/api"
+
+    @property
+    def mlflow_url(self) -> str:
+        return f"http://{HOST}:{self.mlflow_port}"
+
+    @property
+    def logs(self) -> Path:
+        return self.directory / "logs"
+
+    @property
+    def run(self) -> Path:
+        return self.directory / "run"
+
+    @property
+    def prefect_home(self) -> Path:
+        return self.directory / "prefect"
+
+    def log_file(self, service: str) -> Path:
+        return self.logs / f"{service}.log"
+
+    def pid_file(self, service: str) -> Path:
+        return self.run / f"{service}.json"
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    text = env.get(name)
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise StackError(f"{name} {text!r} is not a port number") from None
+    if not 1 <= value <= 65535:
+        raise StackError(f"{name} {value} is out of range: allowed 1-65535")
+    return value
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    text = env.get(name)
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise StackError(f"{name} {text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise StackError(f"{name} {text} is out of range: more than 0 seconds")
+    return value
+
+
+def _executable(name: str) -> str:
+    """A console script of this environment (beside the interpreter), else from PATH."""
+    beside = Path(sys.executable).parent / name
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which(name)
+    if found is None:
+        raise StackError(f"{name} is not installed: pip install -e . installs it")
+    return found
+
+
+def commands(config: StackConfig) -> dict[str, list[str]]:
+    """The command line of each service."""
+    return {
+        "prefect-server": [
+            _executable("prefect"),
+            *("server", "start", "--host", HOST, "--port", str(config.prefect_port)),
+        ],
+        "mlflow-server": [
+            _executable("mlflow"),
+            *("server", "--host", HOST, "--port", str(config.mlflow_port)),
+            *("--backend-store-uri", config.mlflow_backend_store_uri),
+            *("--serve-artifacts", "--artifacts-destination", config.mlflow_artifacts_destination),
+            *("--workers", "1"),
+        ],
+        "worker": [
+            _executable("prefect"),
+            *("worker", "start", "--pool", config.pool, "--type", "process"),
+            *("--install-policy", "never"),
+        ],
+    }
+
+
+def environments(config: StackConfig, base: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """The environment of each service: the caller's, with the stack's addresses."""
+    common = {
+        **base,
+        "PREFECT_HOME": str(config.prefect_home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": base.get("PREFECT_SERVER_ANALYTICS_ENABLED", "false"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    server = {key: value for key, value in common.items() if key != "PREFECT_API_URL"}
+    return {
+        "prefect-server": server,
+        "mlflow-server": {
+            key: value for key, value in common.items() if key != "MLFLOW_TRACKING_URI"
+        },
+        # Flow runs inherit the worker's environment: they log to the stack's servers.
+        "worker": {
+            **common,
+            "PREFECT_API_URL": config.prefect_api_url,
+            "MLFLOW_TRACKING_URI": config.mlflow_url,
+            "TAXI_DURATION_DATA_DIR": str(config.data_dir),
+        },
+    }
+
+
+# --- processes ---------------------------------------------------------------------------
+
+
+def _record(config: StackConfig, service: str) -> tuple[int, str] | None:
+    """The PID and program name in a service's PID file."""
+    try:
+        record = json.loads(config.pid_file(service).read_text())
+        return int(record["pid"]), str(record["program"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _read_pid(config: StackConfig, service: str) -> int | None:
+    """The PID recorded for a service if that process still runs, else None."""
+    record = _record(config, service)
+    if record is None:
+        return None
+    pid, program = record
+    if not _alive(pid):
+        return None
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if cmdline.exists():  # guard against a reused PID
+        try:
+            if program not in cmdline.read_bytes().decode(errors="replace"):
+                return None
+        except OSError:
+            return None
+    return pid
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (our own exited child) counts as gone.
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return waited == 0
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def _start(
+    config: StackConfig, service: str, command: Sequence[str], env: Mapping[str, str]
+) -> subprocess.Popen[bytes]:
+    log = config.log_file(service)
+    with log.open("ab") as out:
+        out.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command)}\n".encode())
+        out.flush()
+        process = subprocess.Popen(
+            list(command),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=dict(env),
+            cwd=config.directory,
+            start_new_session=True,  # its own process group: `down` stops its children too
+        )
+    record = {"pid": process.pid, "program": Path(command[0]).name, "command": list(command)}
+    config.pid_file(service).write_text(json.dumps(record) + "\n")
+    return process
+
+
+def _stop(config: StackConfig, service: str, grace: float = STOP_GRACE_SECONDS) -> bool:
+    """Stop a service's process group: SIGTERM, then SIGKILL after ``grace`` seconds."""
+    pid = _read_pid(config, service)
+    record = _record(config, service)
+    if pid is None and record is not None and _group_alive(record[0]):
+        # The leader is gone but its children still run. Linux gives no new process the
+        # number of a live process group, so that group is still the service's.
+        pid = record[0]
+    config.pid_file(service).unlink(missing_ok=True)
+    if pid is None:
+        return False
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return True
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not _alive(pid) and not _group_alive(pid):
+            return True
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    return True
+
+
+# --- health ------------------------------------------------------------------------------
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=5.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def prefect_healthy(config: StackConfig) -> bool:
+    return _answers(f"{config.prefect_api_url}/health")
+
+
+def mlflow_healthy(config: StackConfig) -> bool:
+    return _answers(f"{config.mlflow_url}/health")
+
+
+def worker_online(config: StackConfig) -> bool:
+    """A worker of the pool has reported to the server as ONLINE."""
+    try:
+        response = httpx.post(
+            f"{config.prefect_api_url}/work_pools/{config.pool}/workers/filter",
+            json={"workers": {"status": {"any_": ["ONLINE"]}}},
+            timeout=5.0,
+        )
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200 and len(response.json()) > 0
+
+
+CHECKS: dict[str, Callable[[StackConfig], bool]] = {
+    "prefect-server": prefect_healthy,
+    "mlflow-server": mlflow_healthy,
+    "worker": worker_online,
+}
+
+
+def _wait(
+    config: StackConfig,
+    services: Sequence[str],
+    started: Mapping[str, subprocess.Popen[bytes]],
+) -> None:
+    """Wait until every service answers its check; fail early if one of them exits."""
+    pending = list(services)
+    deadline = time.monotonic() + config.timeout
+    while pending:
+        for service in list(pending):
+            process = started.get(service)
+            # A process just started may not have exec'd yet: ask it, not its PID file.
+            exited = process.poll() is not None if process else _read_pid(config, service) is None
+            if exited:
+                raise StackError(f"{service} exited while starting:\n{_tail(config, service)}")
+            if CHECKS[service](config):
+                pending.remove(service)
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            names = ", ".join(pending)
+            raise StackError(
+                f"{names} did not answer within {config.timeout:g} seconds "
+                f"(TAXI_DURATION_STACK_TIMEOUT):\n"
+                + "\n".join(_tail(config, service) for service in pending)
+            )
+        time.sleep(0.5)
+
+
+def _tail(config: StackConfig, service: str, lines: int = 20) -> str:
+    path = config.log_file(service)
+    try:
+        text = path.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return f"  (no log at {path})"
+    return f"--- last lines of {path}\n" + "\n".join(text)
+
+
+def _ensure_pool(config: StackConfig, env: Mapping[str, str]) -> bool:
+    """Create the work pool (type process) unless it exists; True if it was created."""
+    response = httpx.get(f"{config.prefect_api_url}/work_pools/{config.pool}", timeout=10.0)
+    if response.status_code == 200:
+        pool_type = response.json().get("type")
+        if pool_type != "process":
+            raise StackError(
+                f"work pool {config.pool!r} exists with type {pool_type!r}, not process"
+            )
+        return False
+    if response.status_code != 404:
+        raise StackError(f"could not read work pool {config.pool!r}: HTTP {response.status_code}")
+    result = subprocess.run(
+        [
+            _executable("prefect"),
+            "--no-prompt",
+            "work-pool",
+            "create",
+            config.pool,
+            "-t",
+            "process",
+        ],
+        env=dict(env),
+        cwd=config.directory,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if result.returncode != 0:
+        raise StackError(
+            f"could not create work pool {config.pool!r}: {result.stdout}{result.stderr}"
+        )
+    return True
+
+
+# --- commands ----------------------------------------------------------------------------
+
+
+def _prepare(config: StackConfig) -> None:
+    for folder in (config.logs, config.run, config.prefect_home, config.directory / "mlflow"):
+        folder.mkdir(parents=True, exist_ok=True)
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    ignore = config.directory / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# created by taxi-duration stack: nothing here belongs in git\n*\n")
+
+
+def _write_env_file(config: StackConfig) -> Path:
+    path = config.directory / "env"
+    path.write_text(
+        "# source this file to point the prefect, mlflow and taxi-duration commands at the stack\n"
+        f"export PREFECT_API_URL={config.prefect_api_url}\n"
+        f"export MLFLOW_TRACKING_URI={config.mlflow_url}\n"
+    )
+    return path
+
+
+def up(config: StackConfig, base_env: Mapping[str, str] | None = None) -> None:
+    """Start what is not running yet, and wait until all of it answers."""
+    base_env = dict(os.environ if base_env is None else base_env)
+    _prepare(config)
+    all_commands = commands(config)
+    envs = environments(config, base_env)
+    running = {service for service in SERVICES if _read_pid(config, service) is not None}
+    ports = {"prefect-server": config.prefect_port, "mlflow-server": config.mlflow_port}
+    for service, port in ports.items():
+        if service not in running and not _port_free(port):
+            raise StackError(
+                f"port {port} on {HOST} is in use, so {service} cannot start there: stop what "
+                f"holds it or choose another port with "
+                f"TAXI_DURATION_{service.split('-')[0].upper()}_PORT"
+            )
+    started: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        for service in ("prefect-server", "mlflow-server"):
+            if service not in running:
+                started[service] = _start(config, service, all_commands[service], envs[service])
+        _wait(config, ["prefect-server", "mlflow-server"], started)
+        if _ensure_pool(config, envs["worker"]):
+            print(f"created work pool {config.pool!r} (type process)")
+        if "worker" not in running:
+            started["worker"] = _start(config, "worker", all_commands["worker"], envs["worker"])
+        _wait(config, ["worker"], started)
+    except BaseException:
+        for service in reversed(list(started)):
+            _stop(config, service)
+        raise
+    env_file = _write_env_file(config)
+    for service in SERVICES:
+        state = "already running" if service in running else "started"
+        print(f"{service:<15} {state:<16} log {_display(config.log_file(service))}")
+    print()
+    print(f"Prefect UI      {config.prefect_ui_url}")
+    print(f"MLflow UI       {config.mlflow_url}")
+    print(f"worker          pool {config.pool!r}, data cache {_display(config.data_dir)}")
+    print(f"                data from {base_env.get('TAXI_DURATION_DATA_URL') or 'the TLC'}")
+    print()
+    print("Point the CLI at the stack (or: source " + _display(env_file) + "):")
+    print(f"  export PREFECT_API_URL={config.prefect_api_url}")
+    print(f"  export MLFLOW_TRACKING_URI={config.mlflow_url}")
+    print("Deploy: prefect --no-prompt deploy --all    Stop: taxi-duration stack down")
+
+
+def down(config: StackConfig) -> None:
+    """Stop the worker first, then the servers."""
+    stopped = [service for service in reversed(SERVICES) if _stop(config, service)]
+    if stopped:
+        print("stopped " + ", ".join(stopped))
+    else:
+        print(f"nothing was running (no live PID file in {_display(config.run)})")
+
+
+def status(config: StackConfig) -> bool:
+    """Print what runs; True if all three run and answer."""
+    healthy = True
+    for service in SERVICES:
+        pid = _read_pid(config, service)
+        if pid is None:
+            state = "stopped"
+            healthy = False
+        elif CHECKS[service](config):
+            state = f"running (pid {pid})"
+        else:
+            state = f"not answering (pid {pid})"
+            healthy = False
+        print(f"{service:<15} {state}")
+    print(f"Prefect UI      {config.prefect_ui_url}")
+    print(f"MLflow UI       {config.mlflow_url}")
+    return healthy
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def run(action: str) -> int:
+    """Run ``up``, ``down`` or ``status``; the exit code."""
+    try:
+        config = StackConfig.from_env()
+        if action == "up":
+            up(config)
+            return 0
+        if action == "down":
+            down(config)
+            return 0
+        return 0 if status(config) else 1
+    except TaxiDurationError as error:
+        print(f"taxi-duration stack: error: {error}", file=sys.stderr)
+        return error.exit_code
+
+
+def add_command(commands_: argparse._SubParsersAction[_Parser]) -> None:
+    """The ``stack`` subcommand of ``taxi-duration``."""
+    parser = commands_.add_parser(
+        "stack",
+        help="start or stop the local Prefect server, MLflow server and worker",
+        description="up: start a Prefect server, an MLflow server and a process worker on "
+        "127.0.0.1 in the background and wait until they answer; down: stop them; "
+        "status: show what runs. Ports: TAXI_DURATION_PREFECT_PORT (4200), "
+        "TAXI_DURATION_MLFLOW_PORT (5000); state, logs and PID files in .stack/ "
+        "(TAXI_DURATION_STACK_DIR).",
+    )
+    parser.add_argument("action", choices=["up", "down", "status"])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m taxi_duration.stack")
+    parser.add_argument("action", choices=["up", "down", "status"])
+    return run(parser.parse_args(argv).action)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
