@@ -56,6 +56,22 @@ def suggest_params(trial: optuna.Trial) -> dict[str, Any]:
     }
 
 
+# XGBoost's own defaults, for the searched parameters the base configuration leaves unset
+# (the regularisation floor stands in for 0, which a log scale cannot hold).
+_XGBOOST_DEFAULTS = {
+    "subsample": 1.0,
+    "colsample_bytree": 1.0,
+    "reg_lambda": 1.0,
+    "reg_alpha": 1e-3,
+}
+
+
+def starting_point(base: XGBoostParams) -> dict[str, Any]:
+    """The base configuration in the search space's terms."""
+    names = ("max_depth", "learning_rate", "min_child_weight", *_XGBOOST_DEFAULTS)
+    return {name: base.params.get(name, _XGBOOST_DEFAULTS.get(name)) for name in names}
+
+
 class _PruneOnValidation(xgb.callback.TrainingCallback):
     """Report each round's validation RMSE to the trial; stop the trial if it is pruned."""
 
@@ -109,6 +125,8 @@ def tune_xgboost(
             n_startup_trials=_PRUNER_STARTUP_TRIALS, n_warmup_steps=_PRUNER_WARMUP_ROUNDS
         ),
     )
+    # The first trial is the base configuration, so the search never returns worse.
+    study.enqueue_trial(starting_point(base), skip_if_exists=True)
     study.optimize(
         objective, n_trials=n_trials, timeout=timeout_seconds, n_jobs=jobs, callbacks=[record]
     )
