@@ -52,17 +52,17 @@ def suggest_params(trial: optuna.Trial) -> dict[str, Any]:
         "subsample": trial.suggest_float("subsample", 0.6, 1.0),
         "colsample_bytree": trial.suggest_float("colsample_bytree", 0.6, 1.0),
         "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 10.0, log=True),
-        "reg_alpha": trial.suggest_float("reg_alpha", 1e-3, 10.0, log=True),
+        # Linear from 0, XGBoost's default, so that the starting point is in the space.
+        "reg_alpha": trial.suggest_float("reg_alpha", 0.0, 10.0),
     }
 
 
-# XGBoost's own defaults, for the searched parameters the base configuration leaves unset
-# (the regularisation floor stands in for 0, which a log scale cannot hold).
+# XGBoost's own defaults, for the searched parameters the base configuration leaves unset.
 _XGBOOST_DEFAULTS = {
     "subsample": 1.0,
     "colsample_bytree": 1.0,
     "reg_lambda": 1.0,
-    "reg_alpha": 1e-3,
+    "reg_alpha": 0.0,
 }
 
 

@@ -17,6 +17,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilterId,
 )
 
+from taxi_duration.errors import TrackingError
 from taxi_duration.flows import STEPS, train
 
 pytestmark = pytest.mark.slow
@@ -113,7 +114,7 @@ def test_a_run_that_fails_while_logging_registers_no_version(
         raise OSError("artifact store is full")
 
     monkeypatch.setattr(mlflow.pyfunc, "log_model", broken_log_model)
-    with pytest.raises(OSError, match="artifact store is full"):
+    with pytest.raises(TrackingError, match="artifact store is full"):
         train(year=2023, month=1, model="linear", features="pu_do")
 
     client = _registry(workspace)
