@@ -27,3 +27,7 @@ class DataError(TaxiDurationError):
 
 class RegistryError(TaxiDurationError):
     """The model registry lacks what was asked for (no champion yet, an unknown version)."""
+
+
+class TrackingError(TaxiDurationError):
+    """The MLflow tracking server is unreachable or failing (after bounded retries)."""

@@ -10,7 +10,7 @@ Two encodings of the same features:
   DictVectorizer lays out the course's dicts (same column names and order, explicit
   numeric zeros, unseen categories omitted), built directly from integer keys.
 - ``transform_frame``: a DataFrame with pandas categoricals, for XGBoost's native
-  categorical support.
+  categorical support; a missing or non-finite number is NaN, which XGBoost treats as missing.
 Zones unseen in the training month get no one-hot column (sparse) or a missing value (frame).
 """
 
@@ -285,5 +285,10 @@ class Preprocessor:
             position = self._positions(frame, name)
             data[name] = pd.Categorical.from_codes(position, categories=pd.Index(vocabulary.labels))
         for name in self.features.numeric:
-            data[name] = numeric_values(frame, name).astype(np.float32)
+            with np.errstate(over="ignore"):
+                values = numeric_values(frame, name).astype(np.float32)
+            # XGBoost reads NaN as missing (the split's default branch); an infinite number
+            # (or one beyond float32, e.g. a corrupt 1e300 distance) is missing too, not inf.
+            values[np.isinf(values)] = np.nan
+            data[name] = values
         return pd.DataFrame(data, index=frame.index)

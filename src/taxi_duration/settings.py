@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     )
     download_timeout_seconds: float = 60.0
     download_retries: int = 3
+    # Base of the exponential backoff between download retries (base, 2x base, 4x base ...).
+    download_backoff_seconds: float = 2.0
 
     @property
     def tracking_uri(self) -> str:

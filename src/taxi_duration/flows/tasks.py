@@ -44,11 +44,17 @@ def _file_state(path: Path) -> list[Any] | None:
     return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
 
 
-def _cache_key(step: ModuleType, parameters: dict[str, Any], files: list[Path]) -> str | None:
+def _cache_key(
+    context: TaskRunContext, step: ModuleType, parameters: dict[str, Any], files: list[Path]
+) -> str | None:
     states = [_file_state(path) for path in files]
     if any(state is None for state in states):
         return None  # a missing file must be (re)made, never taken from the cache
     payload = {
+        # The task's own source too: a wrapper that changes what it returns must not be
+        # handed a result cached by its older self.
+        "task": context.task.name,
+        "task_source": hashlib.sha256(inspect.getsource(context.task.fn).encode()).hexdigest(),
         "step": step.__name__,
         "source": _module_source_hash(step),
         "version": __version__,
@@ -61,11 +67,11 @@ def _cache_key(step: ModuleType, parameters: dict[str, Any], files: list[Path]) 
 def _ingest_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
     month = Month.parse(parameters["month"])
     target = Path(parameters["cache_dir"]) / ingest.tlc_file_name(parameters["color"], month)
-    return _cache_key(ingest, parameters, [target])
+    return _cache_key(context, ingest, parameters, [target])
 
 
 def _prepare_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
-    return _cache_key(prepare, parameters, [Path(parameters["path"])])
+    return _cache_key(context, prepare, parameters, [Path(parameters["path"])])
 
 
 def _retry_unless_final(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
@@ -200,16 +206,19 @@ def promote_task(
     Both are scored through their registered pyfuncs on the same trips, so the two RMSEs
     compare like with like.
     """
-    champion = tracking.champion_version(settings)
-    new_rmse = champion_rmse = None
-    if champion is not None and val is not None:
-        truth = val.frame["duration"].to_numpy()
-        new = tracking.score_version(settings, version, val.frame, color)
-        old = tracking.score_version(settings, champion, val.frame, color)
-        scored = np.isfinite(new) & np.isfinite(old)
-        new_rmse = evaluate.rmse(truth[scored], new[scored])
-        champion_rmse = evaluate.rmse(truth[scored], old[scored])
-    decision = decide_promotion(new_rmse, champion, champion_rmse, min_improvement)
-    tracking.record_promotion(settings, version, decision)
+    # Locked (embedded store): a run finishing at the same time waits, then compares with
+    # whichever version this one leaves as the champion.
+    with tracking.embedded_store_lock(settings):
+        champion = tracking.champion_version(settings)
+        new_rmse = champion_rmse = None
+        if champion is not None and val is not None:
+            truth = val.frame["duration"].to_numpy()
+            new = tracking.score_version(settings, version, val.frame, color)
+            old = tracking.score_version(settings, champion, val.frame, color)
+            scored = np.isfinite(new) & np.isfinite(old)
+            new_rmse = evaluate.rmse(truth[scored], new[scored])
+            champion_rmse = evaluate.rmse(truth[scored], old[scored])
+        decision = decide_promotion(new_rmse, champion, champion_rmse, min_improvement)
+        tracking.record_promotion(settings, version, decision)
     get_run_logger().info("version %s is the %s: %s", version, decision.alias, decision.reason)
     return decision

@@ -11,6 +11,7 @@ from typing import Any
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
+from prefect.tasks import exponential_backoff
 
 from taxi_duration import __version__, models, prepare
 from taxi_duration.flows.tasks import (
@@ -43,7 +44,10 @@ def timed(timings: dict[str, float], step: str) -> Iterator[None]:
 def _get_month(settings: Settings, color: str, month: Month, local: Path | None) -> Path:
     if local is not None:
         return local
-    return ingest_task.with_options(retries=settings.download_retries)(
+    return ingest_task.with_options(
+        retries=settings.download_retries,
+        retry_delay_seconds=exponential_backoff(backoff_factor=settings.download_backoff_seconds),
+    )(
         color,
         str(month),
         settings.data_url,
@@ -209,7 +213,7 @@ def train(
         get_run_logger().info(
             "scheduled months: train %s, validate %s%s",
             chosen.train,
-            chosen.val,
+            f"{val_year:04d}-{val_month:02d}" if val_year and val_month else "none",
             f" (fell back: validating on {', '.join(map(str, chosen.skipped))} not published)"
             if chosen.skipped
             else "",

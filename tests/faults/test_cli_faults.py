@@ -1,0 +1,234 @@
+"""The ``taxi-duration`` command under faults: real subprocesses, loopback servers only.
+
+The subprocesses share the session's temporary Prefect server (``prefect_api_url``) so
+that none starts an ephemeral one of its own; everything else is as a user runs it.
+"""
+
+from __future__ import annotations
+
+import http.server
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from fault_support import FaultServer, closed_port_url, run_cli, start_cli, start_fault_server
+from mlflow.tracking import MlflowClient
+from tlc_samples import make_trips
+
+from taxi_duration.months import Month
+
+pytestmark = pytest.mark.slow
+
+JAN, FEB = Month(2023, 1), Month(2023, 2)
+TRAIN_JAN = ("train", "--year", "2023", "--month", "1", "--model", "linear")
+
+
+def _client(workspace: Path) -> MlflowClient:
+    uri = f"sqlite:///{workspace / 'mlflow' / 'mlflow.db'}"
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def registry(workspace: Path) -> tuple[list[str], str | None]:
+    """The registered versions and the champion's version (None: no store or no champion)."""
+    if not (workspace / "mlflow" / "mlflow.db").exists():
+        return [], None
+    client = _client(workspace)
+    versions = sorted(v.version for v in client.search_model_versions())
+    try:
+        champion = client.get_model_version_by_alias("nyc-taxi-duration", "champion").version
+    except Exception:
+        champion = None
+    return [str(v) for v in versions], None if champion is None else str(champion)
+
+
+def one_error_line(result: object) -> str:
+    stderr = result.stderr  # type: ignore[attr-defined]
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    assert lines[0].startswith("taxi-duration: error: ")
+    return str(lines[0])
+
+
+# --- bad data: a clear error naming the column or month, nothing registered -----------
+
+
+def _bad_files(folder: Path) -> dict[str, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    good = make_trips("green", JAN, rows=500)
+    files = {}
+    files["missing"] = folder / "missing-column.parquet"
+    good.drop(columns=["trip_distance"]).to_parquet(files["missing"], index=False)
+    files["wrong_type"] = folder / "wrong-type.parquet"
+    good.assign(PULocationID=good["PULocationID"].astype(str)).to_parquet(
+        files["wrong_type"], index=False
+    )
+    # Served under the TLC name of 2023-01: every trip lasts over an hour.
+    no_rows = good.assign(lpep_dropoff_datetime=good["lpep_pickup_datetime"] + pd.Timedelta("2h"))
+    files["no_rows"] = folder / "green_tripdata_2023-01.parquet"
+    no_rows.to_parquet(files["no_rows"], index=False)
+    return files
+
+
+def test_bad_data_is_one_clear_line_and_changes_no_champion(
+    workspace: Path, fault_server: FaultServer, prefect_api_url: str
+) -> None:
+    url = fault_server.url
+    first = run_cli(workspace, url, prefect_api_url, *TRAIN_JAN)
+    assert first.returncode == 0, first.stderr
+    assert registry(workspace) == (["1"], "1")
+
+    bad = _bad_files(workspace / "bad")
+    served, server = start_fault_server(workspace / "bad")
+    try:
+        cases = [
+            ((*TRAIN_JAN, "--train-path", str(bad["missing"])), url, "'trip_distance' is missing"),
+            # The download path: the server's January keeps no trip after the 1-60 min filter.
+            ((*TRAIN_JAN, "--no-validation"), served.url, "no trips kept"),
+        ]
+        for number, (args, data_url, expected) in enumerate(cases):
+            data_dir = str(workspace / f"data-{number}")  # nothing cached: fetched afresh
+            result = run_cli(
+                workspace, data_url, prefect_api_url, *args, TAXI_DURATION_DATA_DIR=data_dir
+            )
+            assert result.returncode == 1, result.stderr
+            line = one_error_line(result)
+            assert expected in line, line
+            assert result.stdout == ""
+            assert registry(workspace) == (["1"], "1"), args
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "2023-01" in line  # the month's file is named
+
+
+# --- MLflow unreachable or failing ---------------------------------------------------
+
+
+def test_unreachable_tracking_server_is_one_line_in_bounded_time(
+    workspace: Path, fault_server: FaultServer, prefect_api_url: str
+) -> None:
+    tracking = closed_port_url()
+    start = time.monotonic()
+    result = run_cli(
+        workspace, fault_server.url, prefect_api_url, *TRAIN_JAN, MLFLOW_TRACKING_URI=tracking
+    )
+    elapsed = time.monotonic() - start
+    assert result.returncode == 1, result.stderr
+    line = one_error_line(result)
+    assert f"MLflow tracking server {tracking} is unreachable" in line
+    assert elapsed < 120
+
+
+class _FailingTracking(http.server.BaseHTTPRequestHandler):
+    """A tracking server that answers 503 to everything."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def _fail(self) -> None:
+        body = b'{"error_code": "TEMPORARILY_UNAVAILABLE", "message": "down"}'
+        self.send_response(503)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_PATCH = do_DELETE = _fail
+
+
+@pytest.fixture
+def failing_tracking() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FailingTracking)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_failing_tracking_server_is_retried_a_bounded_time_then_one_line(
+    workspace: Path, fault_server: FaultServer, prefect_api_url: str, failing_tracking: str
+) -> None:
+    start = time.monotonic()
+    result = run_cli(
+        workspace,
+        fault_server.url,
+        prefect_api_url,
+        *TRAIN_JAN,
+        MLFLOW_TRACKING_URI=failing_tracking,
+    )
+    assert result.returncode == 1, result.stderr
+    line = one_error_line(result)
+    assert f"MLflow tracking server {failing_tracking} is unreachable or failing" in line
+    assert time.monotonic() - start < 120
+
+
+# --- two runs at once on the embedded store --------------------------------------------
+
+
+def test_two_concurrent_runs_are_both_recorded_with_one_champion(
+    workspace: Path, fault_server: FaultServer, prefect_api_url: str
+) -> None:
+    # Both start on an empty workspace: they race to create the store, the experiment,
+    # the registered model, the versions and the champion alias.
+    processes = [
+        start_cli(workspace, fault_server.url, prefect_api_url, *TRAIN_JAN, "--json")
+        for _ in range(2)
+    ]
+    results = [process.communicate(timeout=300) for process in processes]
+    for process, (_, stderr) in zip(processes, results, strict=True):
+        assert process.returncode == 0, stderr
+    versions, champion = registry(workspace)
+    assert versions == ["1", "2"]
+    assert champion in versions
+    client = _client(workspace)
+    tags = [client.get_model_version("nyc-taxi-duration", v).tags for v in versions]
+    # The promotions took turns: exactly one run found no champion; the other compared
+    # itself with that one's version.
+    previous = sorted(tag["promotion.previous_champion"] for tag in tags)
+    assert previous[0] == ""
+    assert previous[1] in versions
+    assert [tag["promotion.decision"] for tag in tags].count("champion") >= 1
+    experiment = client.get_experiment_by_name("nyc-taxi-duration")
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 2
+    assert all(run.info.status == "FINISHED" for run in runs)
+    assert list(workspace.rglob("*.part")) == []
+
+
+# --- killed with SIGKILL, then run again -------------------------------------------------
+
+
+def test_a_run_killed_mid_way_completes_when_run_again(
+    workspace: Path, fault_server: FaultServer, prefect_api_url: str
+) -> None:
+    validation = workspace / "data" / "green_tripdata_2023-02.parquet"
+    process = start_cli(workspace, fault_server.url, prefect_api_url, *TRAIN_JAN)
+    deadline = time.monotonic() + 240
+    while not validation.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)  # both months downloaded; prepare under way
+    process.communicate()
+    assert process.returncode == -signal.SIGKILL
+    fetched = {name: fault_server.requests[name] for name in fault_server.requests}
+
+    again = run_cli(workspace, fault_server.url, prefect_api_url, *TRAIN_JAN, "--json")
+    assert again.returncode == 0, again.stderr
+    # The cached months were reused, not fetched again.
+    assert dict(fault_server.requests) == fetched
+    assert list(workspace.rglob("*.part")) == []
+    assert sorted(p.name for p in (workspace / "data").iterdir()) == [
+        "green_tripdata_2023-01.parquet",
+        "green_tripdata_2023-02.parquet",
+    ]
+    versions, champion = registry(workspace)
+    assert champion == versions[-1]
