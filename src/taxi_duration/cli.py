@@ -114,10 +114,46 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("--version", type=_int_in("version", 1, 10**9), required=True)
     _add_output_options(promote)
 
+    backtest = commands.add_parser(
+        "backtest",
+        help="train on each month of a range and validate on the next, in parallel on Dask",
+        description="For each consecutive pair of months from --from to --to, train on the "
+        "first and validate on the second, like train (nothing is registered), with the "
+        "reference preset as baseline. Pairs run in parallel on a local Dask cluster of "
+        "--workers processes, or on an existing cluster at --dask-address.",
+    )
+    backtest.add_argument("--color", default="green", choices=["green", "yellow"])
+    backtest.add_argument("--from", dest="start", type=_month, required=True, metavar="YYYY-MM")
+    backtest.add_argument("--to", dest="end", type=_month, required=True, metavar="YYYY-MM")
+    backtest.add_argument("--model", choices=["xgboost", "linear"], help="default: xgboost")
+    backtest.add_argument(
+        "--features", choices=["default", "pu_do", "separate"], help="default: default"
+    )
+    backtest.add_argument(
+        "--preset", choices=["reference"], help="reference: the course's XGBoost, exactly"
+    )
+    executors = backtest.add_mutually_exclusive_group()
+    executors.add_argument(
+        "--workers",
+        type=_int_in("workers", 1, 256),
+        help="worker processes of the local Dask cluster (default 2)",
+    )
+    executors.add_argument(
+        "--dask-address", help="an existing Dask scheduler, e.g. tcp://127.0.0.1:8786"
+    )
+    _add_output_options(backtest)
+
     from taxi_duration import stack
 
     stack.add_command(commands)
     return parser
+
+
+def _month(text: str) -> Month:
+    try:
+        return Month.parse(text)
+    except TaxiDurationError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _add_min_improvement(command: argparse.ArgumentParser) -> None:
@@ -192,10 +228,18 @@ def _configure_runtime(verbose: bool) -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "true" if verbose else "false")
+    # MLflow's own HTTP retries (7, backoff factor 2, 120 s timeout) take many minutes to give
+    # up on a dead tracking server: a few quick retries, then one clear error.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     from prefect.logging.configuration import ensure_logging_setup
     from prefect.logging.handlers import PrefectConsoleHandler
 
     ensure_logging_setup()
+    if not verbose:
+        # Each of MLflow's HTTP retries is a urllib3 warning; the CLI reports the outcome.
+        logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
     for handler in logging.getLogger().handlers:
         if isinstance(handler, PrefectConsoleHandler):
             handler.addFilter(_DropRunFailures())
@@ -242,6 +286,24 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
             "champion_version": str(args.version),
             "previous_champion": previous,
         }
+
+    if args.command == "backtest":
+        from taxi_duration.backtest import BacktestFailedError
+        from taxi_duration.flows import backtest
+
+        try:
+            return backtest(
+                color=args.color,
+                start=str(args.start),
+                end=str(args.end),
+                model=args.model,
+                features=args.features,
+                preset=args.preset,
+                workers=args.workers,
+                dask_address=args.dask_address,
+            ).to_dict()
+        except BacktestFailedError as failure:  # print every pair, then exit 1
+            return failure.summary.to_dict()
 
     from taxi_duration.flows import predict, train, tune
 
@@ -293,6 +355,14 @@ def _check_before_running(parser: argparse.ArgumentParser, args: argparse.Namesp
         if args.input:
             check_local_file(Path(args.input), "input")
         return
+    if args.command == "backtest":
+        from taxi_duration.backtest import month_range
+
+        month_range(args.start, args.end)
+        for month in (args.start, args.end):
+            check_color_and_month(args.color, month)
+        training_config(args.model, args.features, args.preset)
+        return
     if args.command not in ("train", "tune"):
         return
     if (args.val_year is None) != (args.val_month is None):
@@ -331,7 +401,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _PRINTERS.get(args.command, _print_summary)(result)
     if args.json:
         print(json.dumps(result))
-    return 0
+    return 1 if result.get("failed") else 0  # a backtest with failed pairs
 
 
 def _print_prediction(result: dict[str, Any]) -> None:
@@ -350,7 +420,32 @@ def _print_promotion(result: dict[str, Any]) -> None:
     )
 
 
-_PRINTERS = {"predict": _print_prediction, "promote": _print_promotion}
+def _print_backtest(result: dict[str, Any]) -> None:
+    chosen = result["preset"] or f"{result['model']} on {result['features']} features"
+    print(
+        f"Backtest of {chosen}, {result['color']} {result['start']}..{result['end']} "
+        f"({result['executor']}), baseline {result['baseline']}"
+    )
+    print(f"  {'train':<8} {'val':<8} {'rows':>10} {'RMSE':>9} {'baseline':>9}")
+    for pair in result["results"]:
+        if pair["error"]:
+            print(f"  {pair['train']:<8} {pair['val']:<8} failed: {pair['error']}")
+        else:
+            print(
+                f"  {pair['train']:<8} {pair['val']:<8} {pair['rows']:>10,} "
+                f"{pair['rmse']:>9.4f} {pair['baseline_rmse']:>9.4f}"
+            )
+    if result["run_id"]:
+        print(f"  MLflow run    {result['run_id']} at {result['tracking_uri']}")
+    if result["failed"]:
+        print(f"  {result['failed']} of {len(result['results'])} pairs failed", file=sys.stderr)
+
+
+_PRINTERS = {
+    "predict": _print_prediction,
+    "promote": _print_promotion,
+    "backtest": _print_backtest,
+}
 
 
 if __name__ == "__main__":

@@ -7,13 +7,16 @@ ended as FINISHED, so a failed run never leaves a model version behind.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import functools
 import io
 import pickle
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import mlflow
 import numpy as np
@@ -25,7 +28,7 @@ from mlflow.pyfunc.model import PythonModel
 from mlflow.tracking import MlflowClient
 from mlflow.types.schema import AnyType, ColSpec, Schema
 
-from taxi_duration.errors import InvalidInputError, RegistryError
+from taxi_duration.errors import InvalidInputError, RegistryError, TrackingError
 from taxi_duration.models import TripDurationModel
 from taxi_duration.prepare import RAW_PICKUP_COLUMNS, ZONE_COLUMNS
 from taxi_duration.promote import CHALLENGER, CHAMPION, PromotionDecision
@@ -73,10 +76,102 @@ def _raw_trip_signature() -> ModelSignature:
     )
 
 
+_Call = TypeVar("_Call", bound=Callable[..., Any])
+
+
+def _unreachable(error: BaseException) -> bool:
+    """Whether an MLflow error is the server failing or unreachable, not a bad request."""
+    text = str(error)
+    return isinstance(error, OSError) or any(marker in text for marker in _UNREACHABLE_MARKERS)
+
+
+_UNREACHABLE_MARKERS = (
+    "Max retries exceeded",
+    "Connection refused",
+    "ConnectionError",
+    "timed out",
+    *(f"{code} error" for code in (500, 502, 503, 504)),
+    *(f"status code {code}" for code in (500, 502, 503, 504)),
+)
+
+
+def _unreachable_error(settings: Settings, error: BaseException) -> TrackingError:
+    """One line: the server, and why in a few words (MLflow's own message is a paragraph)."""
+    text = str(error)
+    reasons = {
+        "Connection refused": "connection refused",
+        "timed out": "timed out",
+        "RemoteDisconnected": "connection dropped",
+        "Name or service not known": "unknown host",
+    }
+    reason = next((short for marker, short in reasons.items() if marker in text), None)
+    if reason is None:
+        codes = [code for code in (500, 502, 503, 504) if str(code) in text]
+        reason = f"HTTP {codes[0]}" if codes else (text.strip().splitlines() or [""])[0][:200]
+    return TrackingError(
+        f"MLflow tracking server {settings.tracking_uri} is unreachable or failing: "
+        f"{reason} (gave up after MLflow's retries)"
+    )
+
+
+def translate_errors(call: _Call) -> _Call:
+    """Turn MLflow's failures into one-line TrackingErrors naming the tracking URI.
+
+    MLflow's HTTP client has retried already (MLFLOW_HTTP_REQUEST_MAX_RETRIES, bounded by
+    the CLI); what reaches here is final.
+    """
+
+    @functools.wraps(call)
+    def translated(settings: Settings, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return call(settings, *args, **kwargs)
+        except (MlflowException, OSError) as error:
+            if isinstance(error, MlflowException) and not _unreachable(error):
+                summary = str(error).strip().splitlines()[0] if str(error).strip() else ""
+                raise TrackingError(
+                    f"MLflow tracking at {settings.tracking_uri} failed: {summary[:300]}"
+                ) from error
+            raise _unreachable_error(settings, error) from error
+
+    return translated  # type: ignore[return-value]
+
+
 def _configure(settings: Settings) -> MlflowClient:
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
-    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+    uri = settings.tracking_uri
+    if settings.mlflow_tracking_uri is not None or uri in _READY_STORES:
+        return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    # Two processes creating the sqlite store at once race in its schema migrations
+    # ("Online migration expected to match one row"): create it under a file lock.
+    with embedded_store_lock(settings):
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        client.search_experiments(max_results=1)
+        client.search_registered_models(max_results=1)
+    _READY_STORES.add(settings.tracking_uri)
+    return client
+
+
+_READY_STORES: set[str] = set()
+
+
+@contextlib.contextmanager
+def embedded_store_lock(settings: Settings) -> Iterator[None]:
+    """An exclusive lock on the embedded (sqlite) store across processes; none for a server.
+
+    Held while the store is created, and while a new version is compared with the champion
+    and promoted, so that two runs at once never both take the champion from the same one.
+    """
+    if settings.mlflow_tracking_uri is not None:
+        yield
+        return
+    settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
+    with open(settings.mlflow_dir / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def experiment_id(client: MlflowClient, settings: Settings) -> str:
@@ -97,6 +192,7 @@ def experiment_id(client: MlflowClient, settings: Settings) -> str:
         return str(experiment.experiment_id)
 
 
+@translate_errors
 def log_and_register(
     settings: Settings,
     *,
@@ -157,6 +253,7 @@ def log_and_register(
     )
 
 
+@translate_errors
 def start_parent_run(settings: Settings, run_name: str, tags: dict[str, str]) -> str:
     """Start a run that nested runs (e.g. tuning trials) hang under; returns its id."""
     client = _configure(settings)
@@ -203,7 +300,9 @@ def champion_version(settings: Settings) -> str | None:
     client = _configure(settings)
     try:
         return str(client.get_model_version_by_alias(settings.model_name, CHAMPION).version)
-    except MlflowException:
+    except MlflowException as error:
+        if _unreachable(error):  # a server that fails is not "no champion yet"
+            raise _unreachable_error(settings, error) from error
         return None
 
 
@@ -231,6 +330,7 @@ def resolve_version(settings: Settings, uri: str) -> str:
         ) from None
 
 
+@translate_errors
 def score_version(settings: Settings, version: str, trips: pd.DataFrame, color: str) -> np.ndarray:
     """Predictions of a registered version for prepared trips (e.g. the validation month)."""
     _configure(settings)
@@ -240,6 +340,7 @@ def score_version(settings: Settings, version: str, trips: pd.DataFrame, color: 
     return np.asarray(model.predict(raw_example(trips, color, rows=None)), dtype=np.float64)
 
 
+@translate_errors
 def record_promotion(settings: Settings, version: str, decision: PromotionDecision) -> None:
     """Point the decision's alias at ``version`` and record the decision as version tags."""
     client = _configure(settings)
@@ -275,3 +376,25 @@ def set_champion(settings: Settings, version: str) -> str | None:
         # The replaced champion stays reachable as the challenger.
         client.set_registered_model_alias(settings.model_name, CHALLENGER, previous)
     return previous
+
+
+# ---- backtests ----------------------------------------------------------------------------
+
+
+def log_parent_results(
+    settings: Settings,
+    run_id: str,
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    artifact: Path | None = None,
+) -> None:
+    """Params, metrics and a file (e.g. a chart) on an already started run, such as a parent."""
+    client = _configure(settings)
+    now = int(time.time() * 1000)
+    client.log_batch(
+        run_id,
+        metrics=[Metric(key, value, now, 0) for key, value in metrics.items()],
+        params=[Param(key, str(value)) for key, value in params.items()],
+    )
+    if artifact is not None:
+        client.log_artifact(run_id, str(artifact))

@@ -1,0 +1,171 @@
+"""Backtesting: train on each month of a range and validate on the next.
+
+Plain step logic (no Prefect, no MLflow): the month pairs of a range, a pair's result, the
+results table and the chart of RMSE by month. The flow is ``taxi_duration.flows.backtest``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from taxi_duration.errors import InvalidInputError, TaxiDurationError
+from taxi_duration.months import Month
+
+BASELINE_PRESET = "reference"
+
+
+def month_range(start: str | Month, end: str | Month) -> tuple[Month, Month]:
+    """``--from`` and ``--to`` as months; the range must hold at least two months."""
+    first = start if isinstance(start, Month) else Month.parse(start)
+    last = end if isinstance(end, Month) else Month.parse(end)
+    if first > last:
+        raise InvalidInputError(f"--from {first} is after --to {last}: give --from <= --to")
+    if first == last:
+        raise InvalidInputError(
+            f"range {first}..{last} is one month: a backtest needs at least two "
+            "(train on a month, validate on the next)"
+        )
+    return first, last
+
+
+def months_between(first: Month, last: Month) -> list[Month]:
+    """Every month from ``first`` to ``last``, both included."""
+    months = [first]
+    while months[-1] < last:
+        months.append(months[-1].next())
+    return months
+
+
+def month_pairs(first: Month, last: Month) -> list[tuple[Month, Month]]:
+    """(train, validation) for each consecutive pair whose validation month is <= ``last``."""
+    months = months_between(first, last)
+    return list(itertools.pairwise(months))
+
+
+@dataclass
+class PairResult:
+    """One pair: trained on ``train``, validated on ``val``; ``error`` if it failed."""
+
+    train: str
+    val: str
+    rows: int | None = None  # training rows kept (1-60 minutes)
+    val_rows: int | None = None
+    rmse: float | None = None
+    baseline_rmse: float | None = None
+    rmse_train: float | None = None
+    mae: float | None = None
+    n_features: int | None = None
+    seconds: float | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class BacktestSummary:
+    """What a backtest did; the CLI prints it, ``--json`` gives it as one object."""
+
+    color: str
+    start: str
+    end: str
+    model: str
+    features: str
+    preset: str | None
+    baseline: str
+    results: list[PairResult]
+    executor: str = ""
+    run_id: str | None = None
+    tracking_uri: str | None = None
+    chart: str | None = None  # the PNG's name among the parent run's artifacts
+    seconds: float | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[PairResult]:
+        return [result for result in self.results if not result.ok]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["failed"] = len(self.failed)
+        return data
+
+    def table(self) -> list[dict[str, Any]]:
+        """The results as rows (a Prefect table artifact)."""
+        return [
+            {
+                "pair": f"{result.train} -> {result.val}",
+                "rows": result.rows,
+                f"rmse ({self.preset or self.model}, {self.features})": _round(result.rmse),
+                f"baseline rmse ({self.baseline})": _round(result.baseline_rmse),
+                "error": result.error or "",
+            }
+            for result in self.results
+        ]
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+class BacktestFailedError(TaxiDurationError):
+    """Some pairs failed; ``summary`` still holds every pair's result."""
+
+    def __init__(self, message: str, summary: BacktestSummary) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable (Prefect stores the exception)
+        return (type(self), (str(self), self.summary))
+
+
+def failure_message(summary: BacktestSummary) -> str:
+    failed = summary.failed
+    reasons = "; ".join(f"{result.train}->{result.val}: {result.error}" for result in failed)
+    return f"{len(failed)} of {len(summary.results)} pairs failed: {reasons}"
+
+
+def _nan_if_none(value: float | None) -> float:
+    return float("nan") if value is None else value
+
+
+def rmse_chart(summary: BacktestSummary, path: Path) -> Path:
+    """A PNG of validation RMSE by month: the chosen model and the baseline preset."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = [result for result in summary.results if result.ok]
+    labels = [result.val for result in done]
+    figure, axes = plt.subplots(figsize=(max(6.0, 0.8 * len(summary.results) + 3), 4))
+    try:
+        axes.plot(
+            labels,
+            [_nan_if_none(result.rmse) for result in done],
+            marker="o",
+            label=f"{summary.preset or summary.model} ({summary.features})",
+        )
+        axes.plot(
+            labels,
+            [_nan_if_none(result.baseline_rmse) for result in done],
+            marker="s",
+            linestyle="--",
+            label=f"baseline: {summary.baseline}",
+        )
+        axes.set_xlabel("validation month (trained on the month before)")
+        axes.set_ylabel("RMSE (minutes)")
+        axes.set_title(f"Backtest, {summary.color} {summary.start}..{summary.end}")
+        axes.grid(alpha=0.3)
+        axes.legend()
+        figure.autofmt_xdate()
+        figure.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, format="png", dpi=100)
+    finally:
+        plt.close(figure)
+    return path

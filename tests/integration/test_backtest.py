@@ -1,0 +1,176 @@
+"""The backtest flow on Dask: same RMSE as train, nothing registered, failures kept per pair."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+from prefect.client.orchestration import get_client
+
+from taxi_duration import cli
+from taxi_duration.backtest import BacktestFailedError
+from taxi_duration.flows import backtest, train
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def data_url(workspace: Path, synthetic_data_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("TAXI_DURATION_DATA_URL", synthetic_data_url)
+    return synthetic_data_url
+
+
+def _client(workspace: Path) -> MlflowClient:
+    uri = f"sqlite:///{workspace / 'mlflow' / 'mlflow.db'}"
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def test_backtest_matches_train_and_registers_nothing(
+    prefect_api: None, data_url: str, workspace: Path
+) -> None:
+    summary = backtest(start="2023-01", end="2023-03", model="linear", features="pu_do", workers=2)
+
+    assert [(r.train, r.val) for r in summary.results] == [
+        ("2023-01", "2023-02"),
+        ("2023-02", "2023-03"),
+    ]
+    assert all(r.ok and r.rows and r.baseline_rmse for r in summary.results)
+    assert summary.executor == "local dask cluster, 2 worker processes"
+
+    client = _client(workspace)
+    assert client.search_model_versions() == []  # nothing registered, no champion
+    parent = client.get_run(summary.run_id)
+    assert parent.info.status == "FINISHED"
+    children = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{summary.run_id}'",
+    )
+    assert sorted(run.info.run_name for run in children) == [
+        "2023-01-2023-02",
+        "2023-02-2023-03",
+    ]
+    assert [a.path for a in client.list_artifacts(summary.run_id)] == ["backtest_rmse.png"]
+    chart = Path(client.download_artifacts(summary.run_id, "backtest_rmse.png", str(workspace)))
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    with get_client(sync_client=True) as prefect:
+        artifact = prefect.read_latest_artifacts()
+    assert "backtest-results" in {a.key for a in artifact}
+
+    for result in summary.results:
+        trained = train(
+            year=int(result.train[:4]),
+            month=int(result.train[5:]),
+            model="linear",
+            features="pu_do",
+        )
+        assert result.rmse == pytest.approx(trained.rmse, rel=1e-9)  # BLAS threads differ
+        assert result.rows == trained.rows_kept
+
+
+def test_a_month_not_published_fails_its_pair_and_keeps_the_others(
+    prefect_api: None, data_url: str, workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = cli.main(
+        ["backtest", "--from", "2023-02", "--to", "2023-04", "--model", "linear", "--json"]
+    )
+    out = capsys.readouterr().out
+    assert code == 1
+    result = json.loads(out.strip().splitlines()[-1])
+    ok, failed = result["results"]
+    assert (ok["train"], ok["val"], ok["error"]) == ("2023-02", "2023-03", None)
+    assert min(ok["rmse"], ok["baseline_rmse"], ok["rows"]) > 0
+    assert (failed["train"], failed["val"], failed["rmse"]) == ("2023-03", "2023-04", None)
+    assert "green 2023-04 is not published" in failed["error"]
+    assert result["failed"] == 1
+    assert _client(workspace).search_model_versions() == []
+
+
+def test_the_flow_raises_with_every_pair_result(
+    prefect_api: None, data_url: str, workspace: Path
+) -> None:
+    with pytest.raises(BacktestFailedError, match="1 of 1 pairs failed") as raised:
+        backtest(start="2023-03", end="2023-04", model="linear", workers=1)
+    (result,) = raised.value.summary.results
+    assert result.error is not None
+    assert "green 2023-04 is not published" in result.error
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A separately started ``dask scheduler`` and one ``dask worker`` (real processes)."""
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    logs = tmp_path_factory.mktemp("dask")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    commands = [
+        [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+         "--port", str(port), "--dashboard-address", ":0", "--no-show"],
+        [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nworkers", "1",
+         "--nthreads", "1", "--no-dashboard", "--local-directory", str(logs)],
+    ]  # fmt: skip
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        for name, command in zip(("scheduler", "worker"), commands, strict=True):
+            with open(logs / f"{name}.log", "wb") as log:
+                processes.append(
+                    subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+                )
+            if name == "scheduler":
+                _wait_for_port(port)
+        _wait_for_workers(address, 1)
+        yield address
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+        for process in reversed(processes):
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_for_port(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"dask scheduler did not listen on {port}")
+
+
+def _wait_for_workers(address: str, count: int) -> None:
+    from distributed import Client
+
+    with Client(address, timeout=60) as client:
+        client.wait_for_workers(count, timeout=60)
+
+
+def test_default_xgboost_on_an_existing_dask_cluster_matches_train(
+    prefect_api: None,
+    data_url: str,
+    workspace: Path,
+    dask_cluster: str,
+) -> None:
+    summary = backtest(start="2023-01", end="2023-02", dask_address=dask_cluster)
+    assert summary.executor == f"dask cluster at {dask_cluster}"
+    (result,) = summary.results
+    trained = train(year=2023, month=1)  # the default model: XGBoost, default features
+    assert result.rmse == pytest.approx(trained.rmse, rel=1e-9)
+    assert result.rows == trained.rows_kept
