@@ -22,19 +22,8 @@ from taxi_duration.flows import backtest, train
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def data_url(workspace: Path, synthetic_data_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("TAXI_DURATION_DATA_URL", synthetic_data_url)
-    return synthetic_data_url
-
-
-def _client(workspace: Path) -> MlflowClient:
-    uri = f"sqlite:///{workspace / 'mlflow' / 'mlflow.db'}"
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-
 def test_backtest_matches_train_and_registers_nothing(
-    prefect_api: None, data_url: str, workspace: Path
+    prefect_api: None, data_url: str, workspace: Path, registry: MlflowClient
 ) -> None:
     summary = backtest(start="2023-01", end="2023-03", model="linear", features="pu_do", workers=2)
 
@@ -45,7 +34,7 @@ def test_backtest_matches_train_and_registers_nothing(
     assert all(r.ok and r.rows and r.baseline_rmse for r in summary.results)
     assert summary.executor == "local dask cluster, 2 worker processes"
 
-    client = _client(workspace)
+    client = registry
     assert client.search_model_versions() == []  # nothing registered, no champion
     parent = client.get_run(summary.run_id)
     assert parent.info.status == "FINISHED"
@@ -77,7 +66,11 @@ def test_backtest_matches_train_and_registers_nothing(
 
 
 def test_a_month_not_published_fails_its_pair_and_keeps_the_others(
-    prefect_api: None, data_url: str, workspace: Path, capsys: pytest.CaptureFixture[str]
+    prefect_api: None,
+    data_url: str,
+    workspace: Path,
+    capsys: pytest.CaptureFixture[str],
+    registry: MlflowClient,
 ) -> None:
     code = cli.main(
         ["backtest", "--from", "2023-02", "--to", "2023-04", "--model", "linear", "--json"]
@@ -91,7 +84,7 @@ def test_a_month_not_published_fails_its_pair_and_keeps_the_others(
     assert (failed["train"], failed["val"], failed["rmse"]) == ("2023-03", "2023-04", None)
     assert "green 2023-04 is not published" in failed["error"]
     assert result["failed"] == 1
-    assert _client(workspace).search_model_versions() == []
+    assert registry.search_model_versions() == []
 
 
 def test_the_flow_raises_with_every_pair_result(

@@ -21,15 +21,6 @@ pytestmark = pytest.mark.slow
 NAME = "nyc-taxi-duration"
 
 
-@pytest.fixture
-def registry(
-    workspace: Path, synthetic_data_url: str, monkeypatch: pytest.MonkeyPatch
-) -> MlflowClient:
-    monkeypatch.setenv("TAXI_DURATION_DATA_URL", synthetic_data_url)
-    uri = f"sqlite:///{workspace / 'mlflow' / 'mlflow.db'}"
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-
 def _alias(registry: MlflowClient, alias: str) -> str:
     return str(registry.get_model_version_by_alias(NAME, alias).version)
 

@@ -23,17 +23,6 @@ from taxi_duration.flows import STEPS, train
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def data_url(workspace: Path, synthetic_data_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("TAXI_DURATION_DATA_URL", synthetic_data_url)
-    return synthetic_data_url
-
-
-def _registry(workspace: Path) -> MlflowClient:
-    uri = f"sqlite:///{workspace / 'mlflow' / 'mlflow.db'}"
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-
 def _task_states(flow_run_id: UUID) -> dict[str, list[str]]:
     with get_client(sync_client=True) as client:
         task_runs = client.read_task_runs(
@@ -54,11 +43,11 @@ def _run(**parameters: Any) -> tuple[Any, UUID]:
 
 
 def test_flow_registers_a_version_with_its_metrics_and_a_summary_artifact(
-    prefect_api: None, data_url: str, workspace: Path
+    prefect_api: None, data_url: str, workspace: Path, registry: MlflowClient
 ) -> None:
     summary, flow_run_id = _run(year=2023, month=1, model="linear", features="pu_do")
 
-    client = _registry(workspace)
+    client = registry
     version = client.get_model_version("nyc-taxi-duration", summary.model_version)
     assert version.run_id == summary.run_id
     run = client.get_run(summary.run_id)
@@ -108,7 +97,11 @@ def test_a_changed_file_is_prepared_again(
 
 
 def test_a_run_that_fails_while_logging_registers_no_version(
-    prefect_api: None, data_url: str, workspace: Path, monkeypatch: pytest.MonkeyPatch
+    prefect_api: None,
+    data_url: str,
+    workspace: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    registry: MlflowClient,
 ) -> None:
     def broken_log_model(*args: Any, **kwargs: Any) -> None:
         raise OSError("artifact store is full")
@@ -117,7 +110,7 @@ def test_a_run_that_fails_while_logging_registers_no_version(
     with pytest.raises(TrackingError, match="artifact store is full"):
         train(year=2023, month=1, model="linear", features="pu_do")
 
-    client = _registry(workspace)
+    client = registry
     assert client.search_model_versions("name='nyc-taxi-duration'") == []
     runs = client.search_runs([client.get_experiment_by_name("nyc-taxi-duration").experiment_id])
     assert [run.info.status for run in runs] == ["FAILED"]

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from mlflow.tracking import MlflowClient
 
 from taxi_duration.flows import tune
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def registry(
-    workspace: Path, synthetic_data_url: str, monkeypatch: pytest.MonkeyPatch
-) -> MlflowClient:
-    monkeypatch.setenv("TAXI_DURATION_DATA_URL", synthetic_data_url)
-    uri = f"sqlite:///{workspace / 'mlflow' / 'mlflow.db'}"
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def test_tune_logs_each_trial_under_one_parent_and_registers_the_best(

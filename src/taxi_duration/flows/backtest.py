@@ -28,7 +28,7 @@ from taxi_duration.errors import InvalidInputError
 from taxi_duration.flows.tasks import (
     evaluate_task,
     features_task,
-    ingest_task,
+    ingest_with_settings,
     prepare_task,
     train_task,
 )
@@ -244,7 +244,7 @@ def backtest_flow(
     settings = Settings()
     logger = get_run_logger()
 
-    ingest = ingest_task.with_options(retries=settings.download_retries)
+    ingest = ingest_with_settings(settings)
     prepared: dict[Month, PrefectFuture[prepare.PreparedTrips]] = {}
     month_steps: dict[Month, list[PrefectFuture[Any]]] = {}
     for month in steps.months_between(first, last):

@@ -11,12 +11,11 @@ import numpy as np
 import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.tasks import exponential_backoff
 
 from taxi_duration import ingest, prepare, tracking
 from taxi_duration import predict as predict_step
 from taxi_duration.errors import InvalidInputError
-from taxi_duration.flows.tasks import ingest_task
+from taxi_duration.flows.tasks import ingest_with_settings
 from taxi_duration.months import Month
 from taxi_duration.settings import Settings
 
@@ -67,10 +66,7 @@ def predict(
     settings = Settings()
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    path = local or ingest_task.with_options(
-        retries=settings.download_retries,
-        retry_delay_seconds=exponential_backoff(backoff_factor=settings.download_backoff_seconds),
-    )(
+    path = local or ingest_with_settings(settings)(
         color,
         str(scored_month),
         settings.data_url,

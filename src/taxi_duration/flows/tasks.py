@@ -106,6 +106,14 @@ def ingest_task(color: str, month: str, base_url: str, cache_dir: str, timeout: 
     return path
 
 
+def ingest_with_settings(settings: Settings) -> Task[..., Path]:
+    """The ingest task with the retries and backoff the settings ask for."""
+    return ingest_task.with_options(
+        retries=settings.download_retries,
+        retry_delay_seconds=exponential_backoff(backoff_factor=settings.download_backoff_seconds),
+    )
+
+
 @task(name="prepare", cache_key_fn=_prepare_cache_key, persist_result=True)
 def prepare_task(path: Path, color: str) -> prepare.PreparedTrips:
     trips = prepare.prepare_trips(path, color)

@@ -11,14 +11,13 @@ from typing import Any
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
-from prefect.tasks import exponential_backoff
 
 from taxi_duration import __version__, models, prepare
 from taxi_duration.flows.tasks import (
     FeatureData,
     evaluate_task,
     features_task,
-    ingest_task,
+    ingest_with_settings,
     prepare_task,
     promote_task,
     register_task,
@@ -44,10 +43,7 @@ def timed(timings: dict[str, float], step: str) -> Iterator[None]:
 def _get_month(settings: Settings, color: str, month: Month, local: Path | None) -> Path:
     if local is not None:
         return local
-    return ingest_task.with_options(
-        retries=settings.download_retries,
-        retry_delay_seconds=exponential_backoff(backoff_factor=settings.download_backoff_seconds),
-    )(
+    return ingest_with_settings(settings)(
         color,
         str(month),
         settings.data_url,
