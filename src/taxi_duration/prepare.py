@@ -48,7 +48,12 @@ def timestamp_columns(color: str) -> tuple[str, str]:
     return f"{prefix}_pickup_datetime", f"{prefix}_dropoff_datetime"
 
 
-def _check_schema(schema: pa.Schema, path: Path, color: str, needs_dropoff: bool = True) -> None:
+def _check_schema(path: Path, color: str, needs_dropoff: bool = True) -> None:
+    """Raise DataError unless the file is parquet with the needed columns, of the right types."""
+    try:
+        schema = pq.read_schema(path)
+    except Exception as error:
+        raise DataError(f"{path} is not a readable parquet file: {error}") from error
     pickup, dropoff = timestamp_columns(color)
     expected: dict[str, tuple[str, object]] = {
         pickup: ("a timestamp", pa.types.is_timestamp),
@@ -79,11 +84,7 @@ _POOL = pa.system_memory_pool()
 
 def read_trips(path: Path, color: str) -> pa.Table:
     """The needed columns of a TLC file, timestamps renamed to pickup/dropoff_datetime."""
-    try:
-        schema = pq.read_schema(path)
-    except Exception as error:
-        raise DataError(f"{path} is not a readable parquet file: {error}") from error
-    _check_schema(schema, path, color)
+    _check_schema(path, color)
     pickup, dropoff = timestamp_columns(color)
     # pq.read_table's own reader (the dataset scanner), on an allocator that gives back what
     # it frees: arrow's default one keeps a month's parquet decoding buffers (~250 MB).
@@ -225,11 +226,7 @@ def normalize_raw_trips(raw: pd.DataFrame) -> pd.DataFrame:
 
 def read_trips_to_score(path: Path, color: str) -> pd.DataFrame:
     """Every trip of a TLC file (no duration filter), in the raw layout a model is served with."""
-    try:
-        schema = pq.read_schema(path)
-    except Exception as error:
-        raise DataError(f"{path} is not a readable parquet file: {error}") from error
-    _check_schema(schema, path, color, needs_dropoff=False)
+    _check_schema(path, color, needs_dropoff=False)
     pickup, _ = timestamp_columns(color)
     table = pq.read_table(path, columns=[pickup, *ZONE_COLUMNS, "trip_distance"])
     trips: pd.DataFrame = table.to_pandas()

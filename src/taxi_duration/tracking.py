@@ -30,7 +30,7 @@ from mlflow.types.schema import AnyType, ColSpec, Schema
 
 from taxi_duration.errors import InvalidInputError, RegistryError, TrackingError
 from taxi_duration.models import TripDurationModel
-from taxi_duration.prepare import RAW_PICKUP_COLUMNS, ZONE_COLUMNS
+from taxi_duration.prepare import RAW_PICKUP_COLUMNS, ZONE_COLUMNS, raw_example
 from taxi_duration.promote import CHALLENGER, CHAMPION, PromotionDecision
 from taxi_duration.settings import Settings
 
@@ -334,8 +334,6 @@ def resolve_version(settings: Settings, uri: str) -> str:
 def score_version(settings: Settings, version: str, trips: pd.DataFrame, color: str) -> np.ndarray:
     """Predictions of a registered version for prepared trips (e.g. the validation month)."""
     _configure(settings)
-    from taxi_duration.prepare import raw_example
-
     model = load_model(f"models:/{settings.model_name}/{version}")
     return np.asarray(model.predict(raw_example(trips, color, rows=None)), dtype=np.float64)
 

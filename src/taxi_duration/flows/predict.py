@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from taxi_duration import ingest, prepare, tracking
 from taxi_duration import predict as predict_step
 from taxi_duration.errors import InvalidInputError
 from taxi_duration.flows.tasks import ingest_with_settings
+from taxi_duration.flows.train import timed
 from taxi_duration.months import Month
 from taxi_duration.settings import Settings
 
@@ -65,27 +65,22 @@ def predict(
     local = ingest.check_local_file(Path(input_path), "input") if input_path else None
     settings = Settings()
     timings: dict[str, float] = {}
-    start = time.perf_counter()
-    path = local or ingest_with_settings(settings)(
-        color,
-        str(scored_month),
-        settings.data_url,
-        str(settings.data_dir),
-        settings.download_timeout_seconds,
-    )
-    trips = prepare.read_trips_to_score(path, color)
-    timings["ingest"] = round(time.perf_counter() - start, 3)
-
-    start = time.perf_counter()
-    uri = model_uri or f"models:/{settings.model_name}@champion"
-    version = tracking.resolve_version(settings, uri)
-    predicted = score_task(uri, trips)
-    timings["score"] = round(time.perf_counter() - start, 3)
-
-    start = time.perf_counter()
-    frame = predict_step.predictions_frame(trips, predicted, scored_month, version)
-    write_task(frame, Path(output))
-    timings["write"] = round(time.perf_counter() - start, 3)
+    with timed(timings, "ingest"):
+        path = local or ingest_with_settings(settings)(
+            color,
+            str(scored_month),
+            settings.data_url,
+            str(settings.data_dir),
+            settings.download_timeout_seconds,
+        )
+        trips = prepare.read_trips_to_score(path, color)
+    with timed(timings, "score"):
+        uri = model_uri or f"models:/{settings.model_name}@champion"
+        version = tracking.resolve_version(settings, uri)
+        predicted = score_task(uri, trips)
+    with timed(timings, "write"):
+        frame = predict_step.predictions_frame(trips, predicted, scored_month, version)
+        write_task(frame, Path(output))
 
     missing = int(np.isnan(predicted).sum())
     get_run_logger().info(
