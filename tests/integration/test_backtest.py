@@ -17,7 +17,9 @@ from prefect.client.orchestration import get_client
 
 from taxi_duration import cli
 from taxi_duration.backtest import BacktestFailedError
-from taxi_duration.flows import backtest, train
+from taxi_duration.flows.backtest import run_backtest
+from taxi_duration.flows.train import train
+from taxi_duration.specs import BacktestSpec, TrainSpec
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +27,11 @@ pytestmark = pytest.mark.slow
 def test_backtest_matches_train_and_registers_nothing(
     prefect_api: None, data_url: str, workspace: Path, registry: MlflowClient
 ) -> None:
-    summary = backtest(start="2023-01", end="2023-03", model="linear", features="pu_do", workers=2)
+    summary = run_backtest(
+        BacktestSpec.parse(
+            start="2023-01", end="2023-03", model="linear", features="pu_do", workers=2
+        )
+    )
 
     assert [(r.train, r.val) for r in summary.results] == [
         ("2023-01", "2023-02"),
@@ -56,10 +62,12 @@ def test_backtest_matches_train_and_registers_nothing(
 
     for result in summary.results:
         trained = train(
-            year=int(result.train[:4]),
-            month=int(result.train[5:]),
-            model="linear",
-            features="pu_do",
+            TrainSpec.parse(
+                year=int(result.train[:4]),
+                month=int(result.train[5:]),
+                model="linear",
+                features="pu_do",
+            )
         )
         assert result.rmse == pytest.approx(trained.rmse, rel=1e-9)  # BLAS threads differ
         assert result.rows == trained.rows_kept
@@ -91,7 +99,7 @@ def test_the_flow_raises_with_every_pair_result(
     prefect_api: None, data_url: str, workspace: Path
 ) -> None:
     with pytest.raises(BacktestFailedError, match="1 of 1 pairs failed") as raised:
-        backtest(start="2023-03", end="2023-04", model="linear", workers=1)
+        run_backtest(BacktestSpec.parse(start="2023-03", end="2023-04", model="linear", workers=1))
     (result,) = raised.value.summary.results
     assert result.error is not None
     assert "green 2023-04 is not published" in result.error
@@ -161,9 +169,13 @@ def test_default_xgboost_on_an_existing_dask_cluster_matches_train(
     workspace: Path,
     dask_cluster: str,
 ) -> None:
-    summary = backtest(start="2023-01", end="2023-02", dask_address=dask_cluster)
+    summary = run_backtest(
+        BacktestSpec.parse(start="2023-01", end="2023-02", dask_address=dask_cluster)
+    )
     assert summary.executor == f"dask cluster at {dask_cluster}"
     (result,) = summary.results
-    trained = train(year=2023, month=1)  # the default model: XGBoost, default features
+    trained = train(
+        TrainSpec.parse(year=2023, month=1)
+    )  # the default model: XGBoost, default features
     assert result.rmse == pytest.approx(trained.rmse, rel=1e-9)
     assert result.rows == trained.rows_kept
