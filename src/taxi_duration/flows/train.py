@@ -43,6 +43,19 @@ class PreparedMonths:
     val: prepare.PreparedTrips | None
 
 
+def prepare_month_pair(
+    settings: Settings,
+    spec: TrainingSpec,
+    config: models.TrainingConfig,
+    timings: dict[str, float],
+) -> tuple[PreparedMonths, models.FeatureData]:
+    """ingest, prepare and make the features of the spec's training and validation months."""
+    months = prepare_months(settings, spec, timings)
+    with timed(timings, "features"):
+        data = features_task(config, months.train, months.val)
+    return months, data
+
+
 def prepare_months(
     settings: Settings, spec: TrainingSpec, timings: dict[str, float]
 ) -> PreparedMonths:
@@ -144,12 +157,9 @@ def train(spec: TrainSpec = _ANY_MONTHS) -> summary.TrainSummary:
     Without year and month (a scheduled run), the months come from the run's scheduled date.
     """
     spec = with_scheduled_months(spec)
-    config = spec.config
     settings = Settings()
     timings: dict[str, float] = {}
-    months = prepare_months(settings, spec, timings)
-    with timed(timings, "features"):
-        data = features_task(config, months.train, months.val)
-    result = train_and_register(settings, spec, config, months, data, timings)
+    months, data = prepare_month_pair(settings, spec, spec.config, timings)
+    result = train_and_register(settings, spec, spec.config, months, data, timings)
     publish(result, "train")
     return result

@@ -6,8 +6,7 @@ from prefect import flow, get_run_logger
 
 from taxi_duration import models, tracking
 from taxi_duration import tune as tune_step
-from taxi_duration.flows.tasks import features_task
-from taxi_duration.flows.train import prepare_months, publish, timed, train_and_register
+from taxi_duration.flows.train import prepare_month_pair, publish, timed, train_and_register
 from taxi_duration.settings import Settings
 from taxi_duration.specs import TuneSpec
 from taxi_duration.summary import TrainSummary
@@ -57,12 +56,9 @@ def search(
 @flow(name="tune", log_prints=True)
 def tune(spec: TuneSpec) -> TrainSummary:
     """Search XGBoost parameters on the validation month, then train and register the best."""
-    config = spec.config
     settings = Settings()
     timings: dict[str, float] = {}
-    months = prepare_months(settings, spec, timings)
-    with timed(timings, "features"):
-        data = features_task(config, months.train, months.val)
+    months, data = prepare_month_pair(settings, spec, spec.config, timings)
     with tracking.parent_run(
         settings,
         f"tune-{spec.color}-{spec.train_month}",
@@ -72,7 +68,7 @@ def tune(spec: TuneSpec) -> TrainSummary:
             result = search(settings, spec, data, parent_run_id)
         tracking.log_parent_results(settings, parent_run_id, {"n_trials": result.n_trials}, {})
         # The trials' seed too, so that the final model is the best trial's model.
-        tuned = config.with_xgboost_params({**result.best_params, "seed": spec.seed})
+        tuned = spec.config.with_xgboost_params({**result.best_params, "seed": spec.seed})
         summary = train_and_register(
             settings, spec, tuned, months, data, timings, parent_run_id=parent_run_id
         )
