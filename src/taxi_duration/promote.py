@@ -37,37 +37,6 @@ class PromotionDecision:
         return CHAMPION if self.promoted else CHALLENGER
 
 
-def decide_promotion(
-    new_rmse: float | None,
-    champion_version: str | None,
-    champion_rmse: float | None,
-    min_improvement: float = 0.0,
-) -> PromotionDecision:
-    """Compare a new version's RMSE with the champion's on the same validation trips."""
-    if champion_version is None:
-        return PromotionDecision(True, "first version: no champion yet", new_rmse, None, None)
-    if new_rmse is None or champion_rmse is None:
-        return PromotionDecision(
-            False,
-            "no validation month to compare on: the champion stays",
-            new_rmse,
-            champion_rmse,
-            champion_version,
-        )
-    improvement = champion_rmse - new_rmse
-    if improvement > min_improvement:
-        reason = (
-            f"RMSE {new_rmse:.4f} beats champion v{champion_version}'s {champion_rmse:.4f} "
-            f"by {improvement:.4f}, more than {min_improvement:g}"
-        )
-        return PromotionDecision(True, reason, new_rmse, champion_rmse, champion_version)
-    reason = (
-        f"RMSE {new_rmse:.4f} does not beat champion v{champion_version}'s "
-        f"{champion_rmse:.4f} by more than {min_improvement:g}"
-    )
-    return PromotionDecision(False, reason, new_rmse, champion_rmse, champion_version)
-
-
 def compare_on(truth: np.ndarray, new: np.ndarray, champion: np.ndarray) -> tuple[float, float]:
     """Both versions' RMSE on the trips that both of them predict (finite predictions)."""
     scored = np.isfinite(new) & np.isfinite(champion)
@@ -81,8 +50,29 @@ def choose_champion(
     score: Scorer,
     min_improvement: float = 0.0,
 ) -> PromotionDecision:
-    """Score the new version and the champion on the validation trips (``truth``), then decide."""
-    if champion_version is None or truth is None:
-        return decide_promotion(None, champion_version, None, min_improvement)
+    """Whether ``version`` replaces the champion: both are scored on the validation trips
+    (``truth``, their true durations) and compared."""
+    if champion_version is None:
+        return PromotionDecision(True, "first version: no champion yet", None, None, None)
+    if truth is None:
+        return PromotionDecision(
+            False,
+            "no validation month to compare on: the champion stays",
+            None,
+            None,
+            champion_version,
+        )
     new_rmse, champion_rmse = compare_on(truth, score(version), score(champion_version))
-    return decide_promotion(new_rmse, champion_version, champion_rmse, min_improvement)
+    improvement = champion_rmse - new_rmse
+    promoted = improvement > min_improvement
+    if promoted:
+        reason = (
+            f"RMSE {new_rmse:.4f} beats champion v{champion_version}'s {champion_rmse:.4f} "
+            f"by {improvement:.4f}, more than {min_improvement:g}"
+        )
+    else:
+        reason = (
+            f"RMSE {new_rmse:.4f} does not beat champion v{champion_version}'s "
+            f"{champion_rmse:.4f} by more than {min_improvement:g}"
+        )
+    return PromotionDecision(promoted, reason, new_rmse, champion_rmse, champion_version)

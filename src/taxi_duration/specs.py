@@ -138,6 +138,11 @@ class TrainingSpec(Spec):
         return True
 
     @property
+    def config(self) -> TrainingConfig:
+        """What to train: the default XGBoost (``TrainSpec`` lets the user choose)."""
+        return training_config()
+
+    @property
     def train_month(self) -> Month | None:
         """None for a scheduled run until its months are chosen."""
         return None if self.year is None or self.month is None else Month(self.year, self.month)
@@ -231,10 +236,6 @@ class TuneSpec(TrainingSpec):
     )
     jobs: Annotated[int, _in_range("jobs", 1, 64)] = Field(1, description="trials in parallel")
     seed: Annotated[int, _in_range("seed", 0, 2**31 - 1)] = Field(42, description="random seed")
-
-    @property
-    def config(self) -> TrainingConfig:
-        return training_config("xgboost", "default")
 
     @model_validator(mode="after")
     def _check_month_given(self) -> Self:

@@ -44,15 +44,12 @@ class PreparedMonths:
 
 
 def prepare_month_pair(
-    settings: Settings,
-    spec: TrainingSpec,
-    config: models.TrainingConfig,
-    timings: dict[str, float],
+    settings: Settings, spec: TrainingSpec, timings: dict[str, float]
 ) -> tuple[PreparedMonths, models.FeatureData]:
     """ingest, prepare and make the features of the spec's training and validation months."""
     months = prepare_months(settings, spec, timings)
     with timed(timings, "features"):
-        data = features_task(config, months.train, months.val)
+        data = features_task(spec.config, months.train, months.val)
     return months, data
 
 
@@ -159,7 +156,7 @@ def train(spec: TrainSpec = _ANY_MONTHS) -> summary.TrainSummary:
     spec = with_scheduled_months(spec)
     settings = Settings()
     timings: dict[str, float] = {}
-    months, data = prepare_month_pair(settings, spec, spec.config, timings)
+    months, data = prepare_month_pair(settings, spec, timings)
     result = train_and_register(settings, spec, spec.config, months, data, timings)
     publish(result, "train")
     return result

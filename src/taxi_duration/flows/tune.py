@@ -58,7 +58,7 @@ def tune(spec: TuneSpec) -> TrainSummary:
     """Search XGBoost parameters on the validation month, then train and register the best."""
     settings = Settings()
     timings: dict[str, float] = {}
-    months, data = prepare_month_pair(settings, spec, spec.config, timings)
+    months, data = prepare_month_pair(settings, spec, timings)
     with tracking.parent_run(
         settings,
         f"tune-{spec.color}-{spec.train_month}",
