@@ -48,7 +48,7 @@ def test_predict_and_promote_round_trip(workspace: Path, synthetic_data_url: str
         pytest.param(
             ("train", "--year", "2023", "--month", "1", "--min-improvement", "-1"),
             2,
-            "min-improvement -1",
+            "min_improvement -1",
             id="negative-improvement",
         ),
     ],
