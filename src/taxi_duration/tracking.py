@@ -24,7 +24,6 @@ import pandas as pd
 from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
-from mlflow.pyfunc.model import PythonModel
 from mlflow.tracking import MlflowClient
 from mlflow.types.schema import AnyType, ColSpec, Schema
 
@@ -42,6 +41,9 @@ from taxi_duration.settings import Settings
 from taxi_duration.summary import RunRecord
 
 _PYFUNC_ENTRY_POINT = Path(__file__).with_name("pyfunc_model.py")
+# The package itself travels with each version (MLflow's code_paths): the pickled model's
+# classes load from it where taxi_duration is not installed.
+_PACKAGE_DIR = Path(__file__).parent
 # Listed explicitly: inferring them starts a subprocess and takes seconds.
 _PIP_PACKAGES = ("mlflow", "numpy", "pandas", "pyarrow", "scikit-learn", "scipy", "xgboost")
 
@@ -55,19 +57,6 @@ class RegisteredModel:
     model_version: str
     model_uri: str
     model_size_bytes: int | None
-
-
-class TripDurationPyfunc(PythonModel):
-    """Preprocessor and model as one pyfunc: ``predict`` takes raw TLC rows."""
-
-    def load_context(self, context: Any) -> None:
-        with open(context.artifacts["model"], "rb") as file:
-            self.model: TripDurationModel = pickle.load(file)
-
-    def predict(
-        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
-    ) -> np.ndarray:
-        return self.model.predict_raw(model_input)
 
 
 def _raw_trip_signature() -> ModelSignature:
@@ -236,6 +225,7 @@ def log_and_register(
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(_PYFUNC_ENTRY_POINT),
+            code_paths=[str(_PACKAGE_DIR)],
             artifacts={"model": str(model_file)},
             signature=signature,
             input_example=record.input_example,
