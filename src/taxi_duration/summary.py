@@ -83,8 +83,8 @@ class TrainSummary:
     intercept: float | None
     best_iteration: int | None
     run_id: str
-    model_name: str
-    model_version: str
+    model_name: str | None  # None: logged, not registered
+    model_version: str | None
     model_uri: str
     model_size_bytes: int | None
     tracking_uri: str
@@ -103,7 +103,7 @@ class TrainSummary:
         model: TripDurationModel,
         fit: FitResult,
         registered: RegisteredModel,
-        decision: PromotionDecision,
+        decision: PromotionDecision | None,
         tracking_uri: str,
         timings: dict[str, float],
     ) -> TrainSummary:
@@ -138,16 +138,23 @@ class TrainSummary:
             model_size_bytes=registered.model_size_bytes,
             tracking_uri=tracking_uri,
             timings=timings,
-            promoted=decision.promoted,
-            champion_version=registered.model_version
-            if decision.promoted
-            else decision.previous_champion,
-            champion_rmse=decision.champion_rmse,
-            promotion_reason=decision.reason,
+            promoted=decision is not None and decision.promoted,
+            champion_version=None
+            if decision is None
+            else (registered.model_version if decision.promoted else decision.previous_champion),
+            champion_rmse=None if decision is None else decision.champion_rmse,
+            promotion_reason="not registered (--no-register)"
+            if decision is None
+            else decision.reason,
         )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def registered(self) -> str:
+        if self.model_version is None:
+            return f"not registered (logged as `{self.model_uri}`)"
+        return f"`{self.model_name}` version {self.model_version}"
 
     def markdown(self) -> str:
         val = f"{self.val_month} ({self.val_rows:,} trips)" if self.val_month else "none"
@@ -163,10 +170,12 @@ class TrainSummary:
             ("Validation RMSE (min)", rmse),
             ("Training RMSE (min)", f"{self.rmse_train:.4f}"),
             ("MLflow run", f"`{self.run_id}`"),
-            ("Registered model", f"`{self.model_name}` version {self.model_version}"),
+            ("Registered model", self.registered()),
             (
                 "Promotion",
-                f"{'champion' if self.promoted else 'challenger'}: {self.promotion_reason}",
+                self.promotion_reason
+                if self.model_version is None
+                else f"{'champion' if self.promoted else 'challenger'}: {self.promotion_reason}",
             ),
         ]
         table = "\n".join(f"| {name} | {value} |" for name, value in rows)

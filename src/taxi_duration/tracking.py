@@ -50,11 +50,11 @@ _PIP_PACKAGES = ("mlflow", "numpy", "pandas", "pyarrow", "scikit-learn", "scipy"
 
 @dataclass(frozen=True)
 class RegisteredModel:
-    """Where a training run's model ended up."""
+    """Where a training run's model ended up (no name or version: logged, not registered)."""
 
     run_id: str
-    model_name: str
-    model_version: str
+    model_name: str | None
+    model_version: str | None
     model_uri: str
     model_size_bytes: int | None
 
@@ -194,9 +194,14 @@ def experiment_id(client: MlflowClient, settings: Settings) -> str:
 
 @translate_errors
 def log_and_register(
-    settings: Settings, model: TripDurationModel, record: RunRecord, work_dir: Path
+    settings: Settings,
+    model: TripDurationModel,
+    record: RunRecord,
+    work_dir: Path,
+    register: bool = True,
 ) -> RegisteredModel:
-    """Log everything about a training run, then register its model as a new version.
+    """Log everything about a training run, then (``register``) register its model as a new
+    version; without it, no version or alias is touched.
 
     With ``record.run_id``, log into that (already started) run, e.g. a tuning run's parent.
     """
@@ -233,6 +238,8 @@ def log_and_register(
         )
     # ModelInfo lacks the size MLflow records in the MLmodel file.
     size = mlflow.models.Model.load(info.model_uri).model_size_bytes
+    if not register:
+        return RegisteredModel(run.info.run_id, None, None, info.model_uri, size)
     # register_model prints its progress on stderr; the caller reports the version instead.
     with contextlib.redirect_stderr(io.StringIO()):
         registered = mlflow.register_model(info.model_uri, settings.model_name)

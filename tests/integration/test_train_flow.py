@@ -8,6 +8,7 @@ from uuid import UUID
 
 import mlflow
 import pytest
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
@@ -115,3 +116,28 @@ def test_a_run_that_fails_while_logging_registers_no_version(
     assert client.search_model_versions("name='nyc-taxi-duration'") == []
     runs = client.search_runs([client.get_experiment_by_name("nyc-taxi-duration").experiment_id])
     assert [run.info.status for run in runs] == ["FAILED"]
+
+
+def test_without_registering_the_run_is_logged_and_the_registry_untouched(
+    prefect_api: None, data_url: str, registry: MlflowClient
+) -> None:
+    first, _ = _run(year=2023, month=1, model="linear", features="pu_do")
+    unregistered, _ = _run(year=2023, month=1, register=False)
+
+    assert unregistered.model_version is None
+    assert unregistered.model_name is None
+    assert not unregistered.promoted
+    assert "not registered" in unregistered.promotion_reason
+    assert "promote" not in unregistered.timings
+    versions = registry.search_model_versions("name='nyc-taxi-duration'")
+    assert [str(version.version) for version in versions] == [first.model_version]
+    champion = registry.get_model_version_by_alias("nyc-taxi-duration", "champion")
+    assert str(champion.version) == first.model_version
+    with pytest.raises(MlflowException):
+        registry.get_model_version_by_alias("nyc-taxi-duration", "challenger")
+    run = registry.get_run(unregistered.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["rmse"] == pytest.approx(unregistered.rmse)
+    # The model is logged with the run, loadable from it.
+    assert unregistered.model_uri.startswith(("runs:/", "models:/m-"))
+    assert mlflow.pyfunc.load_model(unregistered.model_uri) is not None

@@ -168,17 +168,23 @@ def evaluate_task(model: models.TripDurationModel, data: models.FeatureData) -> 
 
 @task(name="register", cache_policy=NO_CACHE)
 def register_task(
-    settings: Settings, model: models.TripDurationModel, record: summary.RunRecord
+    settings: Settings,
+    model: models.TripDurationModel,
+    record: summary.RunRecord,
+    register: bool = True,
 ) -> tracking.RegisteredModel:
     with tempfile.TemporaryDirectory(prefix="taxi-duration-") as work_dir:
-        registered = tracking.log_and_register(settings, model, record, Path(work_dir))
-    get_run_logger().info(
-        "registered %s version %s (run %s)",
-        registered.model_name,
-        registered.model_version,
-        registered.run_id,
-    )
-    return registered
+        logged = tracking.log_and_register(settings, model, record, Path(work_dir), register)
+    if logged.model_version is None:
+        get_run_logger().info("logged run %s, registered nothing", logged.run_id)
+    else:
+        get_run_logger().info(
+            "registered %s version %s (run %s)",
+            logged.model_name,
+            logged.model_version,
+            logged.run_id,
+        )
+    return logged
 
 
 @task(name="promote", cache_policy=NO_CACHE)

@@ -97,11 +97,13 @@ def train_and_register(
     )
     record = replace(record, run_id=parent_run_id)
     with timed(timings, "register"):
-        registered = register_task(settings, model, record)
-    with timed(timings, "promote"):
-        decision = promote_task(
-            settings, registered.model_version, months.val, spec.color, spec.min_improvement
-        )
+        registered = register_task(settings, model, record, spec.register)
+    decision = None
+    if registered.model_version is not None:
+        with timed(timings, "promote"):
+            decision = promote_task(
+                settings, registered.model_version, months.val, spec.color, spec.min_improvement
+            )
     return summary.TrainSummary.of_run(
         record, model, fit, registered, decision, settings.tracking_uri, timings
     )
