@@ -128,8 +128,10 @@ class TrainingSpec(Spec):
     val_month: MonthNumber | None = Field(None, description="1-12")
     train_path: str | None = Field(None, description="local parquet file instead of downloading")
     val_path: str | None = Field(None, description="local parquet file for the validation month")
-    register: bool = Field(
-        True, description="off (--no-register): log the run, touch no model version or alias"
+    register_version: bool = Field(
+        True,
+        description="off (--no-register): log the run, touch no model version or alias",
+        json_schema_extra={"flag": "--register"},
     )
     min_improvement: MinImprovement = Field(
         0.0,

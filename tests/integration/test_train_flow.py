@@ -122,7 +122,7 @@ def test_without_registering_the_run_is_logged_and_the_registry_untouched(
     prefect_api: None, data_url: str, registry: MlflowClient
 ) -> None:
     first, _ = _run(year=2023, month=1, model="linear", features="pu_do")
-    unregistered, _ = _run(year=2023, month=1, register=False)
+    unregistered, _ = _run(year=2023, month=1, register_version=False)
 
     assert unregistered.model_version is None
     assert unregistered.model_name is None

@@ -97,7 +97,7 @@ def train_and_register(
     )
     record = replace(record, run_id=parent_run_id)
     with timed(timings, "register"):
-        registered = register_task(settings, model, record, spec.register)
+        registered = register_task(settings, model, record, spec.register_version)
     decision = None
     if registered.model_version is not None:
         with timed(timings, "promote"):
