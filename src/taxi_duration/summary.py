@@ -4,6 +4,7 @@ given as JSON and shown as a Prefect artifact."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -20,6 +21,17 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class MonthData:
+    """A month a run trained or validated on: where it came from and the file it read."""
+
+    context: str  # "training" or "validation"
+    name: str  # e.g. green_tripdata_2023-01
+    source: str  # the URL it was downloaded from, or the local file given
+    path: Path
+    rows: int  # rows in the file
+
+
+@dataclass(frozen=True)
 class RunRecord:
     """What a training run logs: its name, parameters, metrics, tags, learning curve, and an
     input example for the model's signature; ``run_id`` to log into a started run."""
@@ -31,6 +43,18 @@ class RunRecord:
     history: dict[str, list[float]] = field(default_factory=dict)
     input_example: pd.DataFrame | None = None
     run_id: str | None = None
+    datasets: tuple[MonthData, ...] = ()
+
+    def description(self) -> str:
+        """A model version's description: its months, rows and validation RMSE."""
+        months = "; ".join(
+            f"{data.context} {data.name} ({int(data.rows):,} rows)" for data in self.datasets
+        )
+        rmse = self.metrics.get("rmse")
+        scored = f"validation RMSE {rmse:.4f} min" if rmse is not None else "no validation month"
+        return (
+            f"{self.run_name}: {months}; {int(self.metrics['rows_kept']):,} trips kept; {scored}."
+        )
 
 
 def run_record(

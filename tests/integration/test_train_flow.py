@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -141,3 +143,37 @@ def test_without_registering_the_run_is_logged_and_the_registry_untouched(
     # The model is logged with the run, loadable from it.
     assert unregistered.model_uri.startswith(("runs:/", "models:/m-"))
     assert mlflow.pyfunc.load_model(unregistered.model_uri) is not None
+
+
+def test_the_run_records_its_months_code_and_flow_run_and_the_version_describes_itself(
+    prefect_api: None, data_url: str, registry: MlflowClient, workspace: Path
+) -> None:
+    summary, flow_run_id = _run(year=2023, month=1, model="linear", features="pu_do")
+
+    run = registry.get_run(summary.run_id)
+    inputs = {
+        next(tag.value for tag in data.tags if tag.key == "mlflow.data.context"): data
+        for data in run.inputs.dataset_inputs
+    }
+    assert set(inputs) == {"training", "validation"}
+    for context, month, rows in (
+        ("training", "2023-01", summary.rows_loaded),
+        ("validation", "2023-02", summary.val_rows_loaded),
+    ):
+        data = inputs[context]
+        path = workspace / "data" / f"green_tripdata_{month}.parquet"
+        sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+        assert data.dataset.name == f"green_tripdata_{month}"
+        assert json.loads(data.dataset.source)["url"] == f"{data_url}/{path.name}"
+        tags = {tag.key: tag.value for tag in data.tags}
+        assert tags["sha256"] == sha256
+        assert data.dataset.digest == sha256[:32]
+        assert tags["rows"] == str(rows)
+
+    assert run.data.tags["taxi_duration_version"]
+    assert run.data.tags["prefect.flow_run_id"] == str(flow_run_id)
+    assert str(flow_run_id) in run.data.tags.get("prefect.flow_run_url", str(flow_run_id))
+    version = registry.get_model_version("nyc-taxi-duration", summary.model_version)
+    assert "training green_tripdata_2023-01" in version.description
+    assert f"validation RMSE {summary.rmse:.4f}" in version.description
+    assert "champion: first version" in version.description

@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
@@ -20,6 +21,8 @@ from taxi_duration.flows.tasks import (
     register_task,
     train_task,
 )
+from taxi_duration.ingest import tlc_url
+from taxi_duration.months import Month
 from taxi_duration.settings import Settings
 from taxi_duration.specs import TrainingSpec, TrainSpec
 
@@ -37,10 +40,12 @@ def timed(timings: dict[str, float], step: str) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class PreparedMonths:
-    """The prepared trips of a run's training month and of its validation month, if any."""
+    """The prepared trips of a run's training month and of its validation month, if any,
+    and where each came from."""
 
     train: prepare.PreparedTrips
     val: prepare.PreparedTrips | None
+    datasets: tuple[summary.MonthData, ...]
 
 
 def prepare_month_pair(
@@ -68,7 +73,31 @@ def prepare_months(
     with timed(timings, "prepare"):
         train = prepare_task(train_file, spec.color)
         val = None if val_file is None else prepare_task(val_file, spec.color)
-    return PreparedMonths(train, val)
+    train_month = spec.required_train_month()
+    datasets = [
+        _month_data(
+            settings, spec.color, "training", train_month, train_file, train, spec.train_file
+        )
+    ]
+    if val is not None and val_file is not None and val_month is not None:
+        datasets.append(
+            _month_data(settings, spec.color, "validation", val_month, val_file, val, spec.val_file)
+        )
+    return PreparedMonths(train, val, tuple(datasets))
+
+
+def _month_data(
+    settings: Settings,
+    color: str,
+    context: str,
+    month: Month,
+    path: Path,
+    trips: prepare.PreparedTrips,
+    given: Path | None,
+) -> summary.MonthData:
+    """A month's lineage: the local file given, else the URL it was downloaded from."""
+    source = str(given.resolve()) if given is not None else tlc_url(settings.data_url, color, month)
+    return summary.MonthData(context, path.stem, source, path, trips.rows_loaded)
 
 
 def train_and_register(
@@ -95,7 +124,12 @@ def train_and_register(
         metrics,
         models.n_features(data.x_train),
     )
-    record = replace(record, run_id=parent_run_id)
+    record = replace(
+        record,
+        run_id=parent_run_id,
+        datasets=months.datasets,
+        tags={**record.tags, **_prefect_tags()},
+    )
     with timed(timings, "register"):
         registered = register_task(settings, model, record, spec.register_version)
     decision = None
@@ -107,6 +141,19 @@ def train_and_register(
     return summary.TrainSummary.of_run(
         record, model, fit, registered, decision, settings.tracking_uri, timings
     )
+
+
+def _prefect_tags() -> dict[str, str]:
+    """The Prefect flow run that trained the model, and its page in the UI."""
+    from prefect.runtime import flow_run
+
+    tags = {
+        "prefect.flow_run_id": str(flow_run.id or ""),
+        "prefect.flow_run_name": str(flow_run.name or ""),
+    }
+    if flow_run.ui_url:
+        tags["prefect.flow_run_url"] = str(flow_run.ui_url)
+    return {key: value for key, value in tags.items() if value}
 
 
 def publish(result: summary.TrainSummary, kind: str) -> None:
