@@ -44,6 +44,7 @@ class RunRecord:
     input_example: pd.DataFrame | None = None
     run_id: str | None = None
     datasets: tuple[MonthData, ...] = ()
+    charts: dict[str, bytes] = field(default_factory=dict)  # PNG files, by name
 
     def description(self) -> str:
         """A model version's description: its months, rows and validation RMSE."""

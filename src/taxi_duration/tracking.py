@@ -187,7 +187,10 @@ def experiment_id(client: MlflowClient, settings: Settings) -> str:
     try:
         return str(
             client.create_experiment(
-                settings.experiment_name, artifact_location=settings.artifact_location
+                settings.experiment_name,
+                artifact_location=settings.artifact_location,
+                # MLflow 3 opens an experiment without a kind in its GenAI view.
+                tags={"mlflow.experimentKind": "custom_model_development"},
             )
         )
     except MlflowException:
@@ -226,6 +229,9 @@ def log_and_register(
         mlflow.set_tags({**record.tags, **_code_version_tags()})
         for data in record.datasets:
             _log_month(data)
+        for name, png in record.charts.items():
+            (work_dir / name).write_bytes(png)
+            mlflow.log_artifact(str(work_dir / name), artifact_path="charts")
         now = int(time.time() * 1000)
         curve = [
             Metric(key, value, now, step)
@@ -288,6 +294,12 @@ def _code_version_tags() -> dict[str, str]:
     except (OSError, subprocess.SubprocessError):
         return {}  # an installed wheel, or no git
     return {"mlflow.source.git.commit": commit} if commit else {}
+
+
+@translate_errors
+def log_text(settings: Settings, run_id: str, text: str, name: str) -> None:
+    """A text file (e.g. the run's summary in markdown) among a run's artifacts."""
+    _configure(settings).log_text(run_id, text, name)
 
 
 @translate_errors

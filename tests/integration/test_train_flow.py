@@ -177,3 +177,10 @@ def test_the_run_records_its_months_code_and_flow_run_and_the_version_describes_
     assert "training green_tripdata_2023-01" in version.description
     assert f"validation RMSE {summary.rmse:.4f}" in version.description
     assert "champion: first version" in version.description
+
+    artifacts = {item.path for item in registry.list_artifacts(summary.run_id, "charts")}
+    assert {"charts/residuals_by_hour.png", "charts/predicted_vs_actual.png"} <= artifacts
+    summary_md = registry.download_artifacts(summary.run_id, "summary.md", str(workspace))
+    assert f"{summary.rmse:.4f}" in Path(summary_md).read_text()
+    experiment = registry.get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"

@@ -26,7 +26,17 @@ from prefect.client.schemas.objects import State, TaskRun
 from prefect.context import TaskRunContext
 from prefect.tasks import Task, exponential_backoff
 
-from taxi_duration import __version__, evaluate, ingest, models, prepare, promote, summary, tracking
+from taxi_duration import (
+    __version__,
+    charts,
+    evaluate,
+    ingest,
+    models,
+    prepare,
+    promote,
+    summary,
+    tracking,
+)
 from taxi_duration.errors import TRANSIENT_ERRORS
 from taxi_duration.months import Month
 from taxi_duration.settings import Settings
@@ -164,6 +174,18 @@ def evaluate_task(model: models.TripDurationModel, data: models.FeatureData) -> 
     metrics = evaluate.model_metrics(model, data)
     get_run_logger().info("metrics: %s", metrics)
     return metrics
+
+
+@task(name="explain", cache_policy=NO_CACHE)
+def explain_task(
+    model: models.TripDurationModel,
+    data: models.FeatureData,
+    fit: models.FitResult,
+    val: prepare.PreparedTrips | None,
+) -> dict[str, bytes]:
+    made = charts.model_charts(model, data, fit.history, None if val is None else val.frame)
+    get_run_logger().info("charts: %s", ", ".join(made))
+    return made
 
 
 @task(name="register", cache_policy=NO_CACHE)

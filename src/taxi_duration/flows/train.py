@@ -11,9 +11,10 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from taxi_duration import models, prepare, summary
+from taxi_duration import models, prepare, summary, tracking
 from taxi_duration.flows.tasks import (
     evaluate_task,
+    explain_task,
     features_task,
     ingest_month,
     prepare_task,
@@ -26,7 +27,7 @@ from taxi_duration.months import Month
 from taxi_duration.settings import Settings
 from taxi_duration.specs import TrainingSpec, TrainSpec
 
-STEPS = ("ingest", "prepare", "features", "train", "evaluate", "register", "promote")
+STEPS = ("ingest", "prepare", "features", "train", "evaluate", "explain", "register", "promote")
 
 
 @contextmanager
@@ -124,11 +125,14 @@ def train_and_register(
         metrics,
         models.n_features(data.x_train),
     )
+    with timed(timings, "explain"):
+        made = explain_task(model, data, fit, months.val)
     record = replace(
         record,
         run_id=parent_run_id,
         datasets=months.datasets,
         tags={**record.tags, **_prefect_tags()},
+        charts=made,
     )
     with timed(timings, "register"):
         registered = register_task(settings, model, record, spec.register_version)
@@ -156,7 +160,9 @@ def _prefect_tags() -> dict[str, str]:
     return {key: value for key, value in tags.items() if value}
 
 
-def publish(result: summary.TrainSummary, kind: str) -> None:
+def publish(settings: Settings, result: summary.TrainSummary, kind: str) -> None:
+    """The summary as the flow run's Prefect artifact and the MLflow run's ``summary.md``."""
+    tracking.log_text(settings, result.run_id, result.markdown(), "summary.md")
     create_markdown_artifact(
         key=f"{kind}-summary",
         markdown=result.markdown(),
@@ -207,5 +213,5 @@ def train(spec: TrainSpec = _ANY_MONTHS) -> summary.TrainSummary:
     timings: dict[str, float] = {}
     months, data = prepare_month_pair(settings, spec, timings)
     result = train_and_register(settings, spec, spec.config, months, data, timings)
-    publish(result, "train")
+    publish(settings, result, "train")
     return result
