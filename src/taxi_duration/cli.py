@@ -239,13 +239,16 @@ def _print_summary(result: dict[str, Any]) -> None:
         )
     if result["intercept"] is not None:
         print(f"  intercept     {result['intercept']:>12.4f}")
-    print(
-        f"  model         {result['model_name']} version {result['model_version']} "
-        f"({result['model_size_bytes']:,} bytes)"
+    registered = (
+        f"{result['model_name']} version {result['model_version']}"
+        if result["model_version"]
+        else f"not registered, logged as {result['model_uri']}"
     )
+    print(f"  model         {registered} ({result['model_size_bytes']:,} bytes)")
     print(f"  MLflow run    {result['run_id']} at {result['tracking_uri']}")
-    role = "champion" if result["promoted"] else "challenger"
-    print(f"  promotion     {role}: {result['promotion_reason']}")
+    if result["model_version"]:
+        role = "champion" if result["promoted"] else "challenger"
+        print(f"  promotion     {role}: {result['promotion_reason']}")
     if result.get("best_params"):
         print(f"  tuning        best of {result['n_trials']} trials: {result['best_params']}")
     steps = ", ".join(f"{name} {seconds:.2f}s" for name, seconds in result["timings"].items())

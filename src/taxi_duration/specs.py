@@ -128,6 +128,11 @@ class TrainingSpec(Spec):
     val_month: MonthNumber | None = Field(None, description="1-12")
     train_path: str | None = Field(None, description="local parquet file instead of downloading")
     val_path: str | None = Field(None, description="local parquet file for the validation month")
+    register_version: bool = Field(
+        True,
+        description="off (--no-register): log the run, touch no model version or alias",
+        json_schema_extra={"flag": "--register"},
+    )
     min_improvement: MinImprovement = Field(
         0.0,
         description="RMSE (minutes) by which a new version must beat the champion: "

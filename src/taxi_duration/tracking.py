@@ -11,7 +11,9 @@ import fcntl
 import functools
 import io
 import pickle
+import subprocess
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib.metadata import version as package_version
@@ -21,10 +23,11 @@ from typing import Any, TypeVar
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.data.dataset_source_registry import resolve_dataset_source
+from mlflow.data.meta_dataset import MetaDataset
 from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
-from mlflow.pyfunc.model import PythonModel
 from mlflow.tracking import MlflowClient
 from mlflow.types.schema import AnyType, ColSpec, Schema
 
@@ -35,39 +38,30 @@ from taxi_duration.errors import (
     TrackingError,
     is_storage_failure,
 )
+from taxi_duration.ingest import file_digest
 from taxi_duration.models import TripDurationModel
 from taxi_duration.prepare import RAW_PICKUP_COLUMNS, ZONE_COLUMNS, raw_example
 from taxi_duration.promote import CHALLENGER, CHAMPION, PromotionDecision
 from taxi_duration.settings import Settings
-from taxi_duration.summary import RunRecord
+from taxi_duration.summary import MonthData, RunRecord
 
 _PYFUNC_ENTRY_POINT = Path(__file__).with_name("pyfunc_model.py")
+# The package itself travels with each version (MLflow's code_paths): the pickled model's
+# classes load from it where taxi_duration is not installed.
+_PACKAGE_DIR = Path(__file__).parent
 # Listed explicitly: inferring them starts a subprocess and takes seconds.
 _PIP_PACKAGES = ("mlflow", "numpy", "pandas", "pyarrow", "scikit-learn", "scipy", "xgboost")
 
 
 @dataclass(frozen=True)
 class RegisteredModel:
-    """Where a training run's model ended up."""
+    """Where a training run's model ended up (no name or version: logged, not registered)."""
 
     run_id: str
-    model_name: str
-    model_version: str
+    model_name: str | None
+    model_version: str | None
     model_uri: str
     model_size_bytes: int | None
-
-
-class TripDurationPyfunc(PythonModel):
-    """Preprocessor and model as one pyfunc: ``predict`` takes raw TLC rows."""
-
-    def load_context(self, context: Any) -> None:
-        with open(context.artifacts["model"], "rb") as file:
-            self.model: TripDurationModel = pickle.load(file)
-
-    def predict(
-        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
-    ) -> np.ndarray:
-        return self.model.predict_raw(model_input)
 
 
 def _raw_trip_signature() -> ModelSignature:
@@ -193,7 +187,10 @@ def experiment_id(client: MlflowClient, settings: Settings) -> str:
     try:
         return str(
             client.create_experiment(
-                settings.experiment_name, artifact_location=settings.artifact_location
+                settings.experiment_name,
+                artifact_location=settings.artifact_location,
+                # MLflow 3 opens an experiment without a kind in its GenAI view.
+                tags={"mlflow.experimentKind": "custom_model_development"},
             )
         )
     except MlflowException:
@@ -205,9 +202,14 @@ def experiment_id(client: MlflowClient, settings: Settings) -> str:
 
 @translate_errors
 def log_and_register(
-    settings: Settings, model: TripDurationModel, record: RunRecord, work_dir: Path
+    settings: Settings,
+    model: TripDurationModel,
+    record: RunRecord,
+    work_dir: Path,
+    register: bool = True,
 ) -> RegisteredModel:
-    """Log everything about a training run, then register its model as a new version.
+    """Log everything about a training run, then (``register``) register its model as a new
+    version; without it, no version or alias is touched.
 
     With ``record.run_id``, log into that (already started) run, e.g. a tuning run's parent.
     """
@@ -224,7 +226,12 @@ def log_and_register(
     ) as run:
         mlflow.log_params(record.params)
         mlflow.log_metrics(record.metrics)
-        mlflow.set_tags(record.tags)
+        mlflow.set_tags({**record.tags, **_code_version_tags()})
+        for data in record.datasets:
+            _log_month(data)
+        for name, png in record.charts.items():
+            (work_dir / name).write_bytes(png)
+            mlflow.log_artifact(str(work_dir / name), artifact_path="charts")
         now = int(time.time() * 1000)
         curve = [
             Metric(key, value, now, step)
@@ -236,6 +243,7 @@ def log_and_register(
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(_PYFUNC_ENTRY_POINT),
+            code_paths=[str(_PACKAGE_DIR)],
             artifacts={"model": str(model_file)},
             signature=signature,
             input_example=record.input_example,
@@ -243,9 +251,14 @@ def log_and_register(
         )
     # ModelInfo lacks the size MLflow records in the MLmodel file.
     size = mlflow.models.Model.load(info.model_uri).model_size_bytes
+    if not register:
+        return RegisteredModel(run.info.run_id, None, None, info.model_uri, size)
     # register_model prints its progress on stderr; the caller reports the version instead.
     with contextlib.redirect_stderr(io.StringIO()):
         registered = mlflow.register_model(info.model_uri, settings.model_name)
+    client.update_model_version(
+        settings.model_name, str(registered.version), description=record.description()
+    )
     return RegisteredModel(
         run_id=run.info.run_id,
         model_name=settings.model_name,
@@ -253,6 +266,40 @@ def log_and_register(
         model_uri=f"models:/{settings.model_name}/{registered.version}",
         model_size_bytes=size,
     )
+
+
+def _log_month(data: MonthData) -> None:
+    """A month as an MLflow dataset of the run: its source, digest and rows."""
+    digest = file_digest(data.path)
+    with warnings.catch_warnings():  # a local path "can be interpreted in multiple ways"
+        warnings.simplefilter("ignore", UserWarning)
+        source = resolve_dataset_source(data.source)
+    # MLflow's own concrete class (its annotations still call ``profile`` abstract); the
+    # digest column holds 36 characters: the full sha256 goes in the input's tags.
+    dataset = MetaDataset(source=source, name=data.name, digest=digest[:32])  # type: ignore[abstract]
+    mlflow.log_input(dataset, context=data.context, tags={"sha256": digest, "rows": str(data.rows)})
+
+
+def _code_version_tags() -> dict[str, str]:
+    """The git commit of the code that trained, when it runs from a checkout."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=_PACKAGE_DIR,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return {}  # an installed wheel, or no git
+    return {"mlflow.source.git.commit": commit} if commit else {}
+
+
+@translate_errors
+def log_text(settings: Settings, run_id: str, text: str, name: str) -> None:
+    """A text file (e.g. the run's summary in markdown) among a run's artifacts."""
+    _configure(settings).log_text(run_id, text, name)
 
 
 @translate_errors
@@ -381,6 +428,12 @@ def record_promotion(settings: Settings, version: str, decision: PromotionDecisi
     for key, value in tags.items():
         client.set_model_version_tag(settings.model_name, version, key, value)
     client.set_registered_model_alias(settings.model_name, decision.alias, version)
+    described = client.get_model_version(settings.model_name, version).description or ""
+    client.update_model_version(
+        settings.model_name,
+        version,
+        description=f"{described}\n\n{decision.alias}: {decision.reason}",
+    )
 
 
 @translate_errors

@@ -26,7 +26,17 @@ from prefect.client.schemas.objects import State, TaskRun
 from prefect.context import TaskRunContext
 from prefect.tasks import Task, exponential_backoff
 
-from taxi_duration import __version__, evaluate, ingest, models, prepare, promote, summary, tracking
+from taxi_duration import (
+    __version__,
+    charts,
+    evaluate,
+    ingest,
+    models,
+    prepare,
+    promote,
+    summary,
+    tracking,
+)
 from taxi_duration.errors import TRANSIENT_ERRORS
 from taxi_duration.months import Month
 from taxi_duration.settings import Settings
@@ -166,19 +176,37 @@ def evaluate_task(model: models.TripDurationModel, data: models.FeatureData) -> 
     return metrics
 
 
+@task(name="explain", cache_policy=NO_CACHE)
+def explain_task(
+    model: models.TripDurationModel,
+    data: models.FeatureData,
+    fit: models.FitResult,
+    val: prepare.PreparedTrips | None,
+) -> dict[str, bytes]:
+    made = charts.model_charts(model, data, fit.history, None if val is None else val.frame)
+    get_run_logger().info("charts: %s", ", ".join(made))
+    return made
+
+
 @task(name="register", cache_policy=NO_CACHE)
 def register_task(
-    settings: Settings, model: models.TripDurationModel, record: summary.RunRecord
+    settings: Settings,
+    model: models.TripDurationModel,
+    record: summary.RunRecord,
+    register: bool = True,
 ) -> tracking.RegisteredModel:
     with tempfile.TemporaryDirectory(prefix="taxi-duration-") as work_dir:
-        registered = tracking.log_and_register(settings, model, record, Path(work_dir))
-    get_run_logger().info(
-        "registered %s version %s (run %s)",
-        registered.model_name,
-        registered.model_version,
-        registered.run_id,
-    )
-    return registered
+        logged = tracking.log_and_register(settings, model, record, Path(work_dir), register)
+    if logged.model_version is None:
+        get_run_logger().info("logged run %s, registered nothing", logged.run_id)
+    else:
+        get_run_logger().info(
+            "registered %s version %s (run %s)",
+            logged.model_name,
+            logged.model_version,
+            logged.run_id,
+        )
+    return logged
 
 
 @task(name="promote", cache_policy=NO_CACHE)
