@@ -281,6 +281,15 @@ class PredictSpec(Spec):
         return self
 
 
+class PromoteSpec(Spec):
+    """``taxi-duration promote``: a version of a color's model made champion by hand."""
+
+    color: Color = Field("green", description="taxi type: whose registered model")
+    version: Annotated[int, _in_range("version", 1)] = Field(
+        description="the registered version to make the champion"
+    )
+
+
 class BacktestSpec(Spec):
     """``taxi-duration backtest`` and the ``backtest`` flow."""
 

@@ -253,17 +253,16 @@ def log_and_register(
     size = mlflow.models.Model.load(info.model_uri).model_size_bytes
     if not register:
         return RegisteredModel(run.info.run_id, None, None, info.model_uri, size)
+    name = settings.registered_model(record.tags["color"])
     # register_model prints its progress on stderr; the caller reports the version instead.
     with contextlib.redirect_stderr(io.StringIO()):
-        registered = mlflow.register_model(info.model_uri, settings.model_name)
-    client.update_model_version(
-        settings.model_name, str(registered.version), description=record.description()
-    )
+        registered = mlflow.register_model(info.model_uri, name)
+    client.update_model_version(name, str(registered.version), description=record.description())
     return RegisteredModel(
         run_id=run.info.run_id,
-        model_name=settings.model_name,
+        model_name=name,
         model_version=str(registered.version),
-        model_uri=f"models:/{settings.model_name}/{registered.version}",
+        model_uri=f"models:/{name}/{registered.version}",
         model_size_bytes=size,
     )
 
@@ -366,11 +365,12 @@ def _unless_unreachable(settings: Settings, error: MlflowException) -> None:
 
 
 @translate_errors
-def champion_version(settings: Settings) -> str | None:
-    """The version the ``champion`` alias points to, if any."""
+def champion_version(settings: Settings, color: str) -> str | None:
+    """The version the ``champion`` alias of ``color``'s model points to, if any."""
     client = _configure(settings)
     try:
-        return str(client.get_model_version_by_alias(settings.model_name, CHAMPION).version)
+        name = settings.registered_model(color)
+        return str(client.get_model_version_by_alias(name, CHAMPION).version)
     except MlflowException as error:
         _unless_unreachable(settings, error)  # a server that fails is not "no champion yet"
         return None
@@ -408,16 +408,22 @@ def resolve_version(settings: Settings, uri: str) -> str:
 @translate_errors
 def score_version(settings: Settings, version: str, trips: pd.DataFrame, color: str) -> np.ndarray:
     """Predictions of a registered version for prepared trips (e.g. the validation month)."""
-    model = load_model(settings, f"models:/{settings.model_name}/{version}")
+    model = load_model(settings, f"models:/{settings.registered_model(color)}/{version}")
     return np.asarray(model.predict(raw_example(trips, color, rows=None)), dtype=np.float64)
 
 
 @translate_errors
-def record_promotion(settings: Settings, version: str, decision: PromotionDecision) -> None:
-    """Point the decision's alias at ``version`` and record the decision as version tags."""
+def record_promotion(
+    settings: Settings, color: str, version: str, decision: PromotionDecision
+) -> None:
+    """Point the decision's alias at ``version``; add the decision to the version's record.
+
+    The aliases are the truth about which version is the champion: no tag says so (it would
+    go stale); each version keeps the decisions about it in its description and tags.
+    """
     client = _configure(settings)
+    name = settings.registered_model(color)
     tags = {
-        "promotion.decision": decision.alias,
         "promotion.reason": decision.reason,
         "promotion.rmse": "" if decision.new_rmse is None else f"{decision.new_rmse:.6f}",
         "promotion.champion_rmse": ""
@@ -426,36 +432,65 @@ def record_promotion(settings: Settings, version: str, decision: PromotionDecisi
         "promotion.previous_champion": decision.previous_champion or "",
     }
     for key, value in tags.items():
-        client.set_model_version_tag(settings.model_name, version, key, value)
-    client.set_registered_model_alias(settings.model_name, decision.alias, version)
-    described = client.get_model_version(settings.model_name, version).description or ""
-    client.update_model_version(
-        settings.model_name,
-        version,
-        description=f"{described}\n\n{decision.alias}: {decision.reason}",
-    )
+        client.set_model_version_tag(name, version, key, value)
+    client.set_registered_model_alias(name, decision.alias, version)
+    _add_to_description(client, name, version, f"{decision.alias}: {decision.reason}")
+
+
+def _add_to_description(client: MlflowClient, name: str, version: str, line: str) -> None:
+    described = client.get_model_version(name, version).description or ""
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    client.update_model_version(name, version, description=f"{described}\n\n{stamp} {line}")
+
+
+@dataclass(frozen=True)
+class ManualPromotion:
+    """A champion set by hand, and what it replaced: each version's validation RMSE."""
+
+    model_name: str
+    version: str
+    rmse: float | None
+    val_month: str | None
+    previous: str | None
+    previous_rmse: float | None
+    previous_val_month: str | None
 
 
 @translate_errors
-def set_champion(settings: Settings, version: str) -> str | None:
-    """Make ``version`` the champion by hand (e.g. a rollback); returns the previous one."""
+def set_champion(settings: Settings, color: str, version: str) -> ManualPromotion:
+    """Make ``version`` of ``color``'s model the champion by hand (e.g. a rollback)."""
     client = _configure(settings)
+    name = settings.registered_model(color)
     try:
-        client.get_model_version(settings.model_name, version)
+        chosen = client.get_model_version(name, version)
     except MlflowException as error:
         _unless_unreachable(settings, error)
         raise InvalidInputError(
-            f"version {version} of model {settings.model_name!r} does not exist"
+            f"version {version} of model {name!r} does not exist: "
+            f"{color} versions are registered under {name}"
         ) from None
-    previous = champion_version(settings)
-    client.set_registered_model_alias(settings.model_name, CHAMPION, version)
-    client.set_model_version_tag(
-        settings.model_name, version, "promotion.reason", f"set by hand (was v{previous})"
-    )
+    previous = champion_version(settings, color)
+    client.set_registered_model_alias(name, CHAMPION, version)
+    _add_to_description(client, name, version, f"champion: set by hand (was v{previous})")
     if previous is not None and previous != version:
         # The replaced champion stays reachable as the challenger.
-        client.set_registered_model_alias(settings.model_name, CHALLENGER, previous)
-    return previous
+        client.set_registered_model_alias(name, CHALLENGER, previous)
+        _add_to_description(client, name, previous, f"challenger: replaced by hand with v{version}")
+    rmse, val_month = _validation_rmse(client, chosen.run_id)
+    previous_rmse, previous_month = (None, None)
+    if previous is not None:
+        previous_rmse, previous_month = _validation_rmse(
+            client, client.get_model_version(name, previous).run_id
+        )
+    return ManualPromotion(name, version, rmse, val_month, previous, previous_rmse, previous_month)
+
+
+def _validation_rmse(client: MlflowClient, run_id: str | None) -> tuple[float | None, str | None]:
+    """A version's run's validation RMSE and month, as it recorded them."""
+    if run_id is None:
+        return None, None
+    data = client.get_run(run_id).data
+    return data.metrics.get("rmse"), data.params.get("val_month")
 
 
 # ---- backtests ----------------------------------------------------------------------------

@@ -28,7 +28,7 @@ sys.path.append({site!r})
 assert importlib.util.find_spec("taxi_duration") is None, "taxi_duration is importable"
 import mlflow, pandas as pd
 mlflow.set_tracking_uri({uri!r})
-model = mlflow.pyfunc.load_model("models:/nyc-taxi-duration@champion")
+model = mlflow.pyfunc.load_model("models:/nyc-taxi-duration-green@champion")
 predictions = model.predict(pd.read_parquet({month!r}))
 print(json.dumps([None if p != p else float(p) for p in predictions]))
 """
@@ -47,7 +47,7 @@ def test_a_version_predicts_the_same_where_taxi_duration_cannot_be_imported(
     month = synthetic_months / "green_tripdata_2023-03.parquet"
     uri = f"sqlite:///{workspace / 'mlflow' / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
-    here = mlflow.pyfunc.load_model("models:/nyc-taxi-duration@champion").predict(
+    here = mlflow.pyfunc.load_model("models:/nyc-taxi-duration-green@champion").predict(
         pd.read_parquet(month)
     )
 

@@ -52,7 +52,7 @@ def test_flow_registers_a_version_with_its_metrics_and_a_summary_artifact(
     summary, flow_run_id = _run(year=2023, month=1, model="linear", features="pu_do")
 
     client = registry
-    version = client.get_model_version("nyc-taxi-duration", summary.model_version)
+    version = client.get_model_version("nyc-taxi-duration-green", summary.model_version)
     assert version.run_id == summary.run_id
     run = client.get_run(summary.run_id)
     assert run.info.status == "FINISHED"
@@ -115,7 +115,7 @@ def test_a_run_that_fails_while_logging_registers_no_version(
         train(TrainSpec.parse(year=2023, month=1, model="linear", features="pu_do"))
 
     client = registry
-    assert client.search_model_versions("name='nyc-taxi-duration'") == []
+    assert client.search_model_versions("name='nyc-taxi-duration-green'") == []
     runs = client.search_runs([client.get_experiment_by_name("nyc-taxi-duration").experiment_id])
     assert [run.info.status for run in runs] == ["FAILED"]
 
@@ -131,12 +131,12 @@ def test_without_registering_the_run_is_logged_and_the_registry_untouched(
     assert not unregistered.promoted
     assert "not registered" in unregistered.promotion_reason
     assert "promote" not in unregistered.timings
-    versions = registry.search_model_versions("name='nyc-taxi-duration'")
+    versions = registry.search_model_versions("name='nyc-taxi-duration-green'")
     assert [str(version.version) for version in versions] == [first.model_version]
-    champion = registry.get_model_version_by_alias("nyc-taxi-duration", "champion")
+    champion = registry.get_model_version_by_alias("nyc-taxi-duration-green", "champion")
     assert str(champion.version) == first.model_version
     with pytest.raises(MlflowException):
-        registry.get_model_version_by_alias("nyc-taxi-duration", "challenger")
+        registry.get_model_version_by_alias("nyc-taxi-duration-green", "challenger")
     run = registry.get_run(unregistered.run_id)
     assert run.info.status == "FINISHED"
     assert run.data.metrics["rmse"] == pytest.approx(unregistered.rmse)
@@ -173,7 +173,7 @@ def test_the_run_records_its_months_code_and_flow_run_and_the_version_describes_
     assert run.data.tags["taxi_duration_version"]
     assert run.data.tags["prefect.flow_run_id"] == str(flow_run_id)
     assert str(flow_run_id) in run.data.tags.get("prefect.flow_run_url", str(flow_run_id))
-    version = registry.get_model_version("nyc-taxi-duration", summary.model_version)
+    version = registry.get_model_version("nyc-taxi-duration-green", summary.model_version)
     assert "training green_tripdata_2023-01" in version.description
     assert f"validation RMSE {summary.rmse:.4f}" in version.description
     assert "champion: first version" in version.description

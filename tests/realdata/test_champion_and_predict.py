@@ -38,5 +38,5 @@ def test_worse_challenger_keeps_the_champion_and_predict_matches_the_pyfunc(
     assert summary.rows_scored == len(raw) == 64_809
 
     mlflow.set_tracking_uri(f"sqlite:///{workspace / 'mlflow' / 'mlflow.db'}")
-    pyfunc = mlflow.pyfunc.load_model("models:/nyc-taxi-duration@champion")
+    pyfunc = mlflow.pyfunc.load_model("models:/nyc-taxi-duration-green@champion")
     np.testing.assert_allclose(written["predicted_duration"], pyfunc.predict(raw), rtol=1e-6)

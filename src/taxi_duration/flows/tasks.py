@@ -226,12 +226,12 @@ def promote_task(
     with tracking.embedded_store_lock(settings):
         decision = promote.choose_champion(
             version,
-            tracking.champion_version(settings),
+            tracking.champion_version(settings, color),
             None if val is None else val.frame["duration"].to_numpy(),
             lambda scored: _score(settings, scored, val, color),
             min_improvement,
         )
-        tracking.record_promotion(settings, version, decision)
+        tracking.record_promotion(settings, color, version, decision)
     get_run_logger().info("version %s is the %s: %s", version, decision.alias, decision.reason)
     return decision
 
