@@ -27,7 +27,13 @@ class TripDurationPyfunc(PythonModel):
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> np.ndarray:
-        return np.asarray(self.model.predict_raw(model_input), dtype=np.float64)
+        """Minutes for each row; None where the trip lacks what the model needs, so that a
+        scoring server answers JSON ``null`` (a float NaN would be written as ``NaN``).
+        ``np.asarray(..., dtype=float)`` turns the Nones back into NaN."""
+        minutes = np.asarray(self.model.predict_raw(model_input), dtype=np.float64)
+        answer = minutes.astype(object)
+        answer[~np.isfinite(minutes)] = None
+        return answer
 
 
 mlflow.models.set_model(TripDurationPyfunc())

@@ -123,7 +123,8 @@ def test_predict_scores_every_trip_with_the_champion_like_its_pyfunc(
 
     mlflow.set_tracking_uri(registry.tracking_uri)
     champion = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
-    np.testing.assert_allclose(written["predicted_duration"], champion.predict(raw), rtol=1e-6)
+    expected = np.asarray(champion.predict(raw), dtype=np.float64)  # None: no prediction
+    np.testing.assert_allclose(written["predicted_duration"], expected, rtol=1e-6)
     assert [p.name for p in output.parent.iterdir()] == ["predictions.parquet"]
 
 
