@@ -105,13 +105,15 @@ def tune_xgboost(
             num_boost_round=base.num_boost_round,
             early_stopping_rounds=base.early_stopping_rounds,
             rounds_without_validation=base.rounds_without_validation,
+            holdout_fraction=base.holdout_fraction,
         )
         fit: FitResult = train_booster(
             schedule, dtrain, dval, [_PruneOnValidation(trial)], nthread=threads_per_trial
         )
         assert fit.best_iteration is not None
         trial.set_user_attr("rounds", fit.best_iteration + 1)
-        return min(fit.history["validation_rmse"])
+        # At the round kept: the validation month's best only where it is what stopped.
+        return fit.history["validation_rmse"][fit.best_iteration]
 
     def record(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if on_trial is not None:

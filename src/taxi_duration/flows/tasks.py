@@ -141,7 +141,7 @@ def features_task(
     preprocessor = Preprocessor.fit(train.frame, config.feature_set)
     return FeatureData(
         preprocessor=preprocessor,
-        x_train=models.encode(preprocessor, train.frame, config),
+        x_train=models.encode_training(preprocessor, train.frame, config),
         y_train=train.frame["duration"].to_numpy(),
         x_val=None if val is None else models.encode(preprocessor, val.frame, config),
         y_val=None if val is None else val.frame["duration"].to_numpy(),
