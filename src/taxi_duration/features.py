@@ -30,7 +30,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from taxi_duration.errors import InvalidInputError
-from taxi_duration.prepare import REQUEST_COLUMNS
+from taxi_duration.prepare import REQUEST_COLUMNS, ZONE_COLUMNS
 
 # PU_DO is keyed as pickup * _PAIR_BASE + dropoff. TLC zone ids are 1..265; ids outside
 # 0.._PAIR_BASE-1 are treated as missing.
@@ -406,14 +406,16 @@ class Preprocessor:
     def fit(cls, frame: pd.DataFrame, features: FeatureSet) -> Preprocessor:
         vocabularies = {}
         for name in features.categorical:
-            feature = factorized(frame, name)
-            if features.fixed_zones and name in ("PULocationID", "DOLocationID"):
+            if features.fixed_zones and name in ZONE_COLUMNS:
                 # The encoding must not depend on which zones a month happens to hold.
                 vocabularies[name] = Vocabulary.fit(name, TLC_ZONE_IDS)
-            elif feature is None:
-                vocabularies[name] = Vocabulary.fit(name, categorical_keys(frame, name))
-            else:
-                vocabularies[name] = Vocabulary.fit_factorized(name, feature)
+                continue
+            feature = factorized(frame, name)
+            vocabularies[name] = (
+                Vocabulary.fit(name, categorical_keys(frame, name))
+                if feature is None
+                else Vocabulary.fit_factorized(name, feature)
+            )
         statistics = fit_zone_statistics(frame) if features.zone_statistics else None
         return cls(features=features, vocabularies=vocabularies, statistics=statistics)
 

@@ -2,9 +2,10 @@
 
 Optuna's TPE sampler proposes booster parameters; each trial trains on the training month
 and is scored, and pruned early, on the validation month's RMSE (at the round it keeps: a
-base that stops on a slice of the training month stops each trial there too). Seeded: with one job the
-same data gives the same trials. With several jobs, trials run in threads (XGBoost releases
-the GIL) that share the machine's cores, and their order, hence the result, may vary.
+base that stops on a slice of the training month stops each trial there too). Seeded: with
+one job the same data gives the same trials. With several jobs, trials run in threads
+(XGBoost releases the GIL) that share the machine's cores, and their order, hence the
+result, may vary.
 """
 
 from __future__ import annotations
