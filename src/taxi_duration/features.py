@@ -3,7 +3,9 @@
 Feature sets:
 - ``pu_do``: the course's PU_DO pair (one-hot) and trip_distance.
 - ``separate``: PULocationID and DOLocationID, one-hot each.
-- ``default``: both zones as categories, trip_distance, and the pickup's hour and weekday.
+- ``default``: both zones as categories over the fixed TLC zone list, trip_distance (0 is
+  unknown), the pickup's hour and weekday, the request-time fields (vendor, trip type,
+  passenger count), and zone-pair statistics of the training month (``ZoneStatistics``).
 
 Two encodings of the same features:
 - ``transform_sparse``: a one-hot CSR matrix laid out exactly as scikit-learn's
@@ -11,7 +13,12 @@ Two encodings of the same features:
   numeric zeros, unseen categories omitted), built directly from integer keys.
 - ``transform_frame``: a DataFrame with pandas categoricals, for XGBoost's native
   categorical support; a missing or non-finite number is NaN, which XGBoost treats as missing.
-Zones unseen in the training month get no one-hot column (sparse) or a missing value (frame).
+Zones unseen in the training month get no one-hot column (sparse) or a missing value (frame),
+except in ``default``, whose categories are the TLC's zones whatever the month holds.
+
+Target statistics (``default``): the training rows get them out of fold
+(``transform_frame(frame, training=True)``), so that no trip sees its own duration; any
+other rows get the whole training month's, carried in the fitted preprocessor.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from taxi_duration.errors import InvalidInputError
+from taxi_duration.prepare import REQUEST_COLUMNS, ZONE_COLUMNS
 
 # PU_DO is keyed as pickup * _PAIR_BASE + dropoff. TLC zone ids are 1..265; ids outside
 # 0.._PAIR_BASE-1 are treated as missing.
@@ -39,14 +47,46 @@ class FeatureSet:
     numeric: tuple[str, ...]
     # Whether tree models take the categoricals natively (else they get the one-hot matrix).
     native_categorical: bool
+    # Zones as categories over the TLC's zone list, not over the zones the month holds.
+    fixed_zones: bool = False
+    # A recorded distance of 0 (or less) is unknown (NaN), not a zero-length trip.
+    zero_distance_unknown: bool = False
 
+    @property
+    def zone_statistics(self) -> bool:
+        """Whether the set holds target statistics (fitted on, and out of fold for, training)."""
+        return any(name in STATISTIC_FEATURES for name in self.numeric)
+
+
+# The TLC's taxi zones: 1..265, of which 264 and 265 are its "unknown" zones.
+TLC_ZONE_IDS = np.arange(1, 266, dtype=np.int64)
+
+# Per pickup->dropoff pair (falling back to the zones, then the month): see ZoneStatistics.
+STATISTIC_FEATURES = (
+    "pair_median_duration",
+    "pair_median_speed",
+    "pickup_median_duration",
+    "pickup_median_speed",
+    "dropoff_median_duration",
+    "dropoff_median_speed",
+    "pair_trips",
+    "expected_duration",
+)
 
 FEATURE_SETS: dict[str, FeatureSet] = {
     "default": FeatureSet(
         "default",
         categorical=("PULocationID", "DOLocationID"),
-        numeric=("trip_distance", "pickup_hour", "pickup_weekday"),
+        numeric=(
+            "trip_distance",
+            "pickup_hour",
+            "pickup_weekday",
+            *REQUEST_COLUMNS,
+            *STATISTIC_FEATURES,
+        ),
         native_categorical=True,
+        fixed_zones=True,
+        zero_distance_unknown=True,
     ),
     "pu_do": FeatureSet(
         "pu_do", categorical=("PU_DO",), numeric=("trip_distance",), native_categorical=False
@@ -149,7 +189,166 @@ def numeric_values(frame: pd.DataFrame, name: str) -> np.ndarray:
         return np.asarray(pickup.hour + pickup.minute / 60.0, dtype=np.float64)
     if name == "pickup_weekday":
         return np.asarray(frame["pickup_datetime"].dt.weekday, dtype=np.float64)
+    if name in REQUEST_COLUMNS and name not in frame:
+        return np.full(len(frame), np.nan)  # optional: a month without it has it missing
     values = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    return values
+
+
+# Zone statistics are arrays indexed by zone id 1..265; slot 0 stands for a missing or
+# unknown id and is never counted, so it always gets the month's value. Pairs are indexed
+# by pickup slot * _ZONE_SLOTS + dropoff slot.
+_ZONE_SLOTS = 266
+# Smoothing: a pair's median weighs as its trips against this many trips' worth of its zones'
+# (the mean of its pickup's and dropoff's); a zone's against the month's.
+PAIR_PRIOR_TRIPS = 10.0
+ZONE_PRIOR_TRIPS = 20.0
+# Training rows get statistics from the other folds' trips, never their own.
+STATISTIC_FOLDS = 5
+_FOLD_SEED = 42
+
+
+def zone_slots(frame: pd.DataFrame, name: str) -> np.ndarray:
+    """Zone ids 1..265 as themselves; missing or other ids as 0."""
+    keys = categorical_keys(frame, name)
+    return np.where((keys >= 1) & (keys < _ZONE_SLOTS), keys, 0)
+
+
+def known_distance(frame: pd.DataFrame) -> np.ndarray:
+    """trip_distance where positive; a recorded 0 (or less) is unknown (NaN), not a 0-mile trip.
+
+    An infinite distance is unknown too, so that no statistic divides by it.
+    """
+    distance = numeric_values(frame, "trip_distance")
+    return np.where(np.isfinite(distance) & (distance > 0), distance, np.nan)
+
+
+def _group_medians(
+    slots: np.ndarray, values: np.ndarray, valid: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Median and number of the finite values per slot, over the valid rows."""
+    keep = valid & np.isfinite(values)
+    grouped = pd.Series(values[keep]).groupby(slots[keep])
+    medians, counts = np.zeros(size), np.zeros(size)
+    median, count = grouped.median(), grouped.size()
+    medians[median.index.to_numpy()] = median.to_numpy()
+    counts[count.index.to_numpy()] = count.to_numpy()
+    return medians, counts
+
+
+def _smoothed(
+    median: np.ndarray, count: np.ndarray, prior: np.ndarray | float, weight: float
+) -> np.ndarray:
+    return np.asarray((count * median + weight * prior) / (count + weight))
+
+
+@dataclass(frozen=True)
+class ZoneStatistics:
+    """Median duration (minutes) and speed (miles/minute) per pair, pickup and dropoff zone.
+
+    Fitted on one month's trips. A pair seen few times leans on its zones, a zone on the
+    month; a pair never seen gets its zones', a zone never seen the month's.
+    """
+
+    pickup_duration: np.ndarray
+    pickup_speed: np.ndarray
+    dropoff_duration: np.ndarray
+    dropoff_speed: np.ndarray
+    pair_duration: np.ndarray
+    pair_speed: np.ndarray
+    pair_trips: np.ndarray  # trips per pair, on the scale of a whole month
+
+    @classmethod
+    def fit(
+        cls,
+        pickup: np.ndarray,
+        dropoff: np.ndarray,
+        distance: np.ndarray,
+        duration: np.ndarray,
+        scale: float = 1.0,
+    ) -> ZoneStatistics:
+        """From zone slots, known distances (NaN: unknown) and durations; counts x ``scale``."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            speed = distance / duration
+        pair = pickup * _ZONE_SLOTS + dropoff
+        pair_known = (pickup > 0) & (dropoff > 0)
+        fields: dict[str, np.ndarray] = {}
+        for kind, values in (("duration", duration), ("speed", speed)):
+            finite = np.isfinite(values)
+            month = float(np.median(values[finite])) if finite.any() else np.nan
+            zone = {}
+            for side, slots in (("pickup", pickup), ("dropoff", dropoff)):
+                median, count = _group_medians(slots, values, slots > 0, _ZONE_SLOTS)
+                zone[side] = _smoothed(median, count, month, ZONE_PRIOR_TRIPS)
+                fields[f"{side}_{kind}"] = zone[side]
+            median, count = _group_medians(pair, values, pair_known, _ZONE_SLOTS**2)
+            prior = ((zone["pickup"][:, None] + zone["dropoff"][None, :]) / 2).ravel()
+            fields[f"pair_{kind}"] = _smoothed(median, count, prior, PAIR_PRIOR_TRIPS)
+            if kind == "duration":
+                fields["pair_trips"] = count * scale
+        return cls(**fields)
+
+    def lookup(
+        self, pickup: np.ndarray, dropoff: np.ndarray, distance: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """The STATISTIC_FEATURES of trips given their zone slots and known distances."""
+        pair = pickup * _ZONE_SLOTS + dropoff
+        pair_speed = self.pair_speed[pair]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            expected = distance / pair_speed  # NaN where the distance is unknown
+        return {
+            "pair_median_duration": self.pair_duration[pair],
+            "pair_median_speed": pair_speed,
+            "pickup_median_duration": self.pickup_duration[pickup],
+            "pickup_median_speed": self.pickup_speed[pickup],
+            "dropoff_median_duration": self.dropoff_duration[dropoff],
+            "dropoff_median_speed": self.dropoff_speed[dropoff],
+            "pair_trips": self.pair_trips[pair],
+            "expected_duration": expected,
+        }
+
+
+def _statistic_inputs(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return (
+        zone_slots(frame, "PULocationID"),
+        zone_slots(frame, "DOLocationID"),
+        known_distance(frame),
+    )
+
+
+def fit_zone_statistics(frame: pd.DataFrame) -> ZoneStatistics:
+    """The whole month's statistics, for rows other than its own (validation, scoring)."""
+    if "duration" not in frame:
+        raise InvalidInputError("zone statistics are fitted on trips with a 'duration' column")
+    pickup, dropoff, distance = _statistic_inputs(frame)
+    duration = frame["duration"].to_numpy(dtype=np.float64)
+    return ZoneStatistics.fit(pickup, dropoff, distance, duration)
+
+
+def out_of_fold_statistics(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """STATISTIC_FEATURES of the training rows, each from the other folds' trips only.
+
+    Folds are a seeded balanced split (STATISTIC_FOLDS), so the same month gets the same.
+    """
+    if "duration" not in frame:
+        raise InvalidInputError("zone statistics are fitted on trips with a 'duration' column")
+    pickup, dropoff, distance = _statistic_inputs(frame)
+    duration = frame["duration"].to_numpy(dtype=np.float64)
+    n_rows = len(frame)
+    folds = np.random.default_rng(_FOLD_SEED).permutation(n_rows) % STATISTIC_FOLDS
+    values = {name: np.full(n_rows, np.nan) for name in STATISTIC_FEATURES}
+    for fold in range(STATISTIC_FOLDS):
+        held = folds == fold
+        rest = ~held
+        if not held.any():
+            continue
+        # Counts from (K-1)/K of the month, scaled so that they read like a whole month's.
+        scale = n_rows / max(int(rest.sum()), 1)
+        statistics = ZoneStatistics.fit(
+            pickup[rest], dropoff[rest], distance[rest], duration[rest], scale=scale
+        )
+        for name, column in statistics.lookup(pickup[held], dropoff[held], distance[held]).items():
+            values[name][held] = column
     return values
 
 
@@ -200,18 +399,48 @@ class Preprocessor:
 
     features: FeatureSet
     vocabularies: dict[str, Vocabulary]
+    # The training month's zone statistics, for feature sets that use them.
+    statistics: ZoneStatistics | None = None
 
     @classmethod
     def fit(cls, frame: pd.DataFrame, features: FeatureSet) -> Preprocessor:
         vocabularies = {}
         for name in features.categorical:
+            if features.fixed_zones and name in ZONE_COLUMNS:
+                # The encoding must not depend on which zones a month happens to hold.
+                vocabularies[name] = Vocabulary.fit(name, TLC_ZONE_IDS)
+                continue
             feature = factorized(frame, name)
             vocabularies[name] = (
                 Vocabulary.fit(name, categorical_keys(frame, name))
                 if feature is None
                 else Vocabulary.fit_factorized(name, feature)
             )
-        return cls(features=features, vocabularies=vocabularies)
+        statistics = fit_zone_statistics(frame) if features.zone_statistics else None
+        return cls(features=features, vocabularies=vocabularies, statistics=statistics)
+
+    def numeric_columns(self, frame: pd.DataFrame, training: bool = False) -> dict[str, np.ndarray]:
+        """The numeric features as float64, statistics out of fold for ``training`` rows."""
+        statistics: dict[str, np.ndarray] = {}
+        if self.features.zone_statistics:
+            if training:
+                statistics = out_of_fold_statistics(frame)
+            elif self.statistics is None:
+                raise InvalidInputError(
+                    f"feature set {self.features.name!r} needs a preprocessor fitted with "
+                    "zone statistics"
+                )
+            else:
+                statistics = self.statistics.lookup(*_statistic_inputs(frame))
+        columns = {}
+        for name in self.features.numeric:
+            if name in statistics:
+                columns[name] = statistics[name]
+            elif name == "trip_distance" and self.features.zero_distance_unknown:
+                columns[name] = known_distance(frame)
+            else:
+                columns[name] = numeric_values(frame, name)
+        return columns
 
     def _positions(self, frame: pd.DataFrame, name: str) -> np.ndarray:
         """Name-order position of each row's category, -1 where unseen in training."""
@@ -238,13 +467,15 @@ class Preprocessor:
                 names.append(name)
         return names
 
-    def transform_sparse(self, frame: pd.DataFrame) -> sp.csr_matrix:
+    def transform_sparse(self, frame: pd.DataFrame, training: bool = False) -> sp.csr_matrix:
         """The one-hot CSR matrix, as DictVectorizer would give it (float64).
 
         Each row stores one entry per block (a category seen in training, or a number),
         in block order, so indices come out sorted within a row. Built in place as
         (rows, blocks) arrays; rows with an unseen category are compacted afterwards.
+        ``training``: the rows the preprocessor was fitted on (statistics out of fold).
         """
+        numeric = self.numeric_columns(frame, training)
         n_rows = len(frame)
         blocks = self._blocks()
         indices = np.empty((n_rows, len(blocks)), dtype=np.int32)
@@ -262,7 +493,7 @@ class Preprocessor:
             else:
                 indices[:, block] = offset
                 # A missing number (NaN) counts as 0: linear models can't take NaN.
-                values[:, block] = np.nan_to_num(numeric_values(frame, name), nan=0.0)
+                values[:, block] = np.nan_to_num(numeric[name], nan=0.0)
                 offset += 1
         shape = (n_rows, offset)
         if not unseen:
@@ -277,8 +508,12 @@ class Preprocessor:
         indptr = np.concatenate([[0], np.cumsum(stored.sum(axis=1))])
         return sp.csr_matrix((values[stored], indices[stored], indptr), shape=shape)
 
-    def transform_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Categoricals with the training categories (unseen: missing), numerics as float32."""
+    def transform_frame(self, frame: pd.DataFrame, training: bool = False) -> pd.DataFrame:
+        """Categoricals with the training categories (unseen: missing), numerics as float32.
+
+        ``training``: the rows the preprocessor was fitted on (statistics out of fold).
+        """
+        numeric = self.numeric_columns(frame, training)
         data: dict[str, object] = {}
         for name in self.features.categorical:
             vocabulary = self.vocabularies[name]
@@ -286,7 +521,7 @@ class Preprocessor:
             data[name] = pd.Categorical.from_codes(position, categories=pd.Index(vocabulary.labels))
         for name in self.features.numeric:
             with np.errstate(over="ignore"):
-                values = numeric_values(frame, name).astype(np.float32)
+                values = numeric[name].astype(np.float32)
             # XGBoost reads NaN as missing (the split's default branch); an infinite number
             # (or one beyond float32, e.g. a corrupt 1e300 distance) is missing too, not inf.
             values[np.isinf(values)] = np.nan

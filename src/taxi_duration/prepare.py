@@ -3,7 +3,8 @@
 Reads only the columns the model needs, computes the duration vectorized, and gives the
 zones a categorical type. Green and yellow files differ only in the prefix of their
 timestamp columns (``lpep_`` and ``tpep_``); both become ``pickup_datetime`` and
-``dropoff_datetime``.
+``dropoff_datetime``. The request-time fields (vendor, trip type, passenger count) are
+carried as float32 where a month has them, NaN where it does not.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ MIN_DURATION_MINUTES = 1.0
 MAX_DURATION_MINUTES = 60.0
 ZONE_COLUMNS = ("PULocationID", "DOLocationID")
 _TIMESTAMP_PREFIX = {"green": "lpep", "yellow": "tpep"}
+# Fields known when the trip is requested, under the same names in green and yellow files.
+# Nothing known only after the trip (fares, tips, totals, RatecodeID, store_and_fwd_flag).
+# Optional: a month without one (yellow has no trip_type) gets NaN, which carries signal.
+REQUEST_COLUMNS = ("VendorID", "trip_type", "passenger_count")
 
 
 @dataclass(frozen=True)
@@ -82,17 +87,32 @@ def _is_whole_number(field_type: pa.DataType) -> bool:
 _POOL = pa.system_memory_pool()
 
 
+def request_columns_in(path: Path) -> list[str]:
+    """The request-time columns a file has as numbers (others are missing, not an error)."""
+    schema = pq.read_schema(path)
+    return [
+        name
+        for name in REQUEST_COLUMNS
+        if name in schema.names and _is_number(schema.field(name).type)
+    ]
+
+
 def read_trips(path: Path, color: str) -> pa.Table:
-    """The needed columns of a TLC file, timestamps renamed to pickup/dropoff_datetime."""
+    """The needed columns of a TLC file, timestamps renamed to pickup/dropoff_datetime.
+
+    The five core columns come first, in the order they always had; the request-time
+    columns the file has follow.
+    """
     _check_schema(path, color)
     pickup, dropoff = timestamp_columns(color)
+    optional = request_columns_in(path)
     # pq.read_table's own reader (the dataset scanner), on an allocator that gives back what
     # it frees: arrow's default one keeps a month's parquet decoding buffers (~250 MB).
     table = ds.dataset(path, format="parquet").to_table(
-        columns=[pickup, dropoff, *ZONE_COLUMNS, "trip_distance"], memory_pool=_POOL
+        columns=[pickup, dropoff, *ZONE_COLUMNS, "trip_distance", *optional], memory_pool=_POOL
     )
     return table.rename_columns(
-        ["pickup_datetime", "dropoff_datetime", *ZONE_COLUMNS, "trip_distance"]
+        ["pickup_datetime", "dropoff_datetime", *ZONE_COLUMNS, "trip_distance", *optional]
     )
 
 
@@ -189,6 +209,16 @@ def prepare_trips(path: Path, color: str) -> PreparedTrips:
         ),
         "duration": duration,
     }
+    for name in REQUEST_COLUMNS:
+        if name not in table.column_names:
+            columns[name] = np.full(len(duration), np.nan, dtype=np.float32)
+            continue
+        # float32 (small whole numbers), cast before the filter: half the bytes to move.
+        narrow = pc.cast(table.column(name), pa.float32(), safe=False, memory_pool=_POOL)
+        table = table.drop_columns([name])
+        kept = pc.filter(narrow, mask, memory_pool=_POOL)
+        del narrow
+        columns[name] = _writable(kept.to_numpy(zero_copy_only=False))
     frame = pd.DataFrame(columns, copy=False)  # the arrays are new: no need to copy them
     if frame.empty:
         raise DataError(
@@ -206,6 +236,7 @@ def normalize_raw_trips(raw: pd.DataFrame) -> pd.DataFrame:
 
     Used at prediction time, when the dropoff is not known: no duration filter. A pickup
     time given as text (e.g. from JSON) is parsed; one that can't be parsed is missing.
+    The request-time columns are optional: absent or not a number, they are missing (NaN).
     """
     rename = {}
     for prefix in _TIMESTAMP_PREFIX.values():
@@ -221,14 +252,23 @@ def normalize_raw_trips(raw: pd.DataFrame) -> pd.DataFrame:
         frame = frame.assign(
             pickup_datetime=pd.to_datetime(frame["pickup_datetime"], errors="coerce")
         )
-    return frame
+    optional = {
+        name: (
+            pd.to_numeric(frame[name], errors="coerce").astype(np.float64)
+            if name in frame
+            else np.full(len(frame), np.nan)
+        )
+        for name in REQUEST_COLUMNS
+    }
+    return frame.assign(**optional)
 
 
 def read_trips_to_score(path: Path, color: str) -> pd.DataFrame:
     """Every trip of a TLC file (no duration filter), in the raw layout a model is served with."""
     _check_schema(path, color, needs_dropoff=False)
     pickup, _ = timestamp_columns(color)
-    table = pq.read_table(path, columns=[pickup, *ZONE_COLUMNS, "trip_distance"])
+    optional = request_columns_in(path)
+    table = pq.read_table(path, columns=[pickup, *ZONE_COLUMNS, "trip_distance", *optional])
     trips: pd.DataFrame = table.to_pandas()
     return trips
 
@@ -244,6 +284,12 @@ def raw_example(frame: pd.DataFrame, color: str, rows: int | None = 5) -> pd.Dat
             "PULocationID": _zone_ids(head["PULocationID"]),
             "DOLocationID": _zone_ids(head["DOLocationID"]),
             "trip_distance": head["trip_distance"].to_numpy(),
+            # Request-time fields as numbers, NaN where the month lacks them.
+            **{
+                name: head[name].to_numpy(dtype=np.float64)
+                for name in REQUEST_COLUMNS
+                if name in head
+            },
         }
     )
 

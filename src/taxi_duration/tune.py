@@ -1,9 +1,11 @@
 """Tune: a hyperparameter search for the XGBoost model.
 
 Optuna's TPE sampler proposes booster parameters; each trial trains on the training month
-and is scored, and pruned early, on the validation month's RMSE. Seeded: with one job the
-same data gives the same trials. With several jobs, trials run in threads (XGBoost releases
-the GIL) that share the machine's cores, and their order, hence the result, may vary.
+and is scored, and pruned early, on the validation month's RMSE (at the round it keeps: a
+base that stops on a slice of the training month stops each trial there too). Seeded: with
+one job the same data gives the same trials. With several jobs, trials run in threads
+(XGBoost releases the GIL) that share the machine's cores, and their order, hence the
+result, may vary.
 """
 
 from __future__ import annotations
@@ -108,13 +110,16 @@ def tune_xgboost(
             num_boost_round=base.num_boost_round,
             early_stopping_rounds=base.early_stopping_rounds,
             rounds_without_validation=base.rounds_without_validation,
+            holdout_fraction=base.holdout_fraction,
         )
         fit: FitResult = train_booster(
             booster_params, dtrain, dval, [_PruneOnValidation(trial)], nthread=threads_per_trial
         )
-        # Early stopping on the validation month always sets the best iteration.
-        trial.set_user_attr("rounds", (fit.best_iteration or 0) + 1)
-        return min(fit.history["validation_rmse"])
+        # Early stopping (on the validation month or a holdout) always sets the best round.
+        best = fit.best_iteration if fit.best_iteration is not None else 0
+        trial.set_user_attr("rounds", best + 1)
+        # At the round kept: the validation month's best only where it is what stopped.
+        return fit.history["validation_rmse"][best]
 
     def record(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if on_trial is not None:

@@ -1,6 +1,8 @@
-"""The default model against the course's on real months: at least 8% lower RMSE.
+"""The default model against the course's on real months: at least 17% lower RMSE.
 
-Speed is measured in benchmarks/default_vs_reference.py, not here.
+The default is scored honestly: its statistics come out of fold on the training month and it
+stops early on a slice of the training month, never on the month it is scored on. Speed is
+measured in benchmarks/default_vs_reference.py, not here.
 """
 
 from __future__ import annotations
@@ -12,15 +14,17 @@ import pytest
 from taxi_duration import models
 from taxi_duration.evaluate import rmse
 from taxi_duration.features import Preprocessor
-from taxi_duration.prepare import prepare_trips
+from taxi_duration.prepare import PreparedTrips, prepare_trips
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
 
-def _validation_rmse(config: models.TrainingConfig, train_file: Path, val_file: Path) -> float:
-    train, val = prepare_trips(train_file, "green"), prepare_trips(val_file, "green")
+def _validation_rmse(
+    config: models.TrainingConfig, train: PreparedTrips, val: PreparedTrips
+) -> float:
+    """RMSE on ``val`` through the train flow's own steps (features_task, fit, evaluate)."""
     preprocessor = Preprocessor.fit(train.frame, config.feature_set)
-    x_train = models.encode(preprocessor, train.frame, config)
+    x_train = models.encode_training(preprocessor, train.frame, config)
     x_val = models.encode(preprocessor, val.frame, config)
     y_val = val.frame["duration"].to_numpy()
     fit = models.fit_estimator(config, x_train, train.frame["duration"].to_numpy(), x_val, y_val)
@@ -31,11 +35,11 @@ def _validation_rmse(config: models.TrainingConfig, train_file: Path, val_file: 
 @pytest.mark.parametrize(
     ("train_month", "val_month"), [("2021-01", "2021-02"), ("2023-01", "2023-02")]
 )
-def test_default_beats_the_reference_by_8_percent(
+def test_default_beats_the_reference_by_17_percent(
     real_data_dir: Path, train_month: str, val_month: str
 ) -> None:
-    train_file = real_data_dir / f"green_tripdata_{train_month}.parquet"
-    val_file = real_data_dir / f"green_tripdata_{val_month}.parquet"
-    default = _validation_rmse(models.training_config(), train_file, val_file)
-    reference = _validation_rmse(models.training_config(preset="reference"), train_file, val_file)
-    assert default <= 0.92 * reference, f"default {default:.4f} vs reference {reference:.4f}"
+    train = prepare_trips(real_data_dir / f"green_tripdata_{train_month}.parquet", "green")
+    val = prepare_trips(real_data_dir / f"green_tripdata_{val_month}.parquet", "green")
+    default = _validation_rmse(models.training_config(), train, val)
+    reference = _validation_rmse(models.training_config(preset="reference"), train, val)
+    assert default <= 0.83 * reference, f"default {default:.4f} vs reference {reference:.4f}"

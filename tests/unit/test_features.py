@@ -12,7 +12,14 @@ import scipy.sparse as sp
 from sklearn.feature_extraction import DictVectorizer
 
 from taxi_duration.errors import InvalidInputError
-from taxi_duration.features import FEATURE_SETS, Preprocessor, feature_set, numeric_values
+from taxi_duration.features import (
+    FEATURE_SETS,
+    STATISTIC_FEATURES,
+    Preprocessor,
+    feature_set,
+    numeric_values,
+)
+from taxi_duration.prepare import REQUEST_COLUMNS
 
 
 def course_dicts(frame: pd.DataFrame, features: str) -> list[dict[Hashable, Any]]:
@@ -49,7 +56,8 @@ def assert_same_csr(actual: sp.csr_matrix, expected: sp.csr_matrix) -> None:
     assert (actual - expected).count_nonzero() == 0
 
 
-@pytest.mark.parametrize("features", ["pu_do", "separate", "default"])
+# The course's feature sets; ``default`` (fixed zone list, statistics) is tested below.
+@pytest.mark.parametrize("features", ["pu_do", "separate"])
 def test_sparse_equals_dictvectorizer(
     features: str,
     green_train: pd.DataFrame,
@@ -69,7 +77,7 @@ def test_sparse_equals_dictvectorizer(
         )
 
 
-@pytest.mark.parametrize("features", ["pu_do", "default"])
+@pytest.mark.parametrize("features", ["pu_do"])
 def test_explicit_zero_distance_is_stored_like_dictvectorizer(
     features: str, green_train: pd.DataFrame
 ) -> None:
@@ -153,24 +161,56 @@ def test_transform_frame_categories_and_unseen_zones(
         "trip_distance",
         "pickup_hour",
         "pickup_weekday",
+        *REQUEST_COLUMNS,
+        *STATISTIC_FEATURES,
     ]
     assert out.index.equals(month_with_unseen_zones.index)
+    tlc_zones = sorted(str(zone) for zone in range(1, 266))
     for zone in ("PULocationID", "DOLocationID"):
         assert isinstance(out[zone].dtype, pd.CategoricalDtype)
-        training = sorted(str(z) for z in green_train[zone].unique())
-        assert list(out[zone].cat.categories) == training
-        # Same categories whatever month is transformed: the codes mean the same zones.
-        assert list(pre.transform_frame(green_train)[zone].cat.categories) == training
+        # The TLC's zone list, whatever the month holds: the codes mean the same zones.
+        assert list(out[zone].cat.categories) == tlc_zones
+        assert list(pre.transform_frame(green_train)[zone].cat.categories) == tlc_zones
         original = month_with_unseen_zones[zone].astype(int)
         unseen = original.isin(unseen_zones)
         assert unseen.any()
-        assert out[zone][unseen].isna().all()
-        assert (out[zone][~unseen].astype(str) == original[~unseen].astype(str)).all()
-    for numeric in ("trip_distance", "pickup_hour", "pickup_weekday"):
+        # A zone the training month never saw is still that zone, not missing.
+        assert (out[zone].astype(str) == original.astype(str)).all()
+    for numeric in pre.features.numeric:
         assert out[numeric].dtype == np.float32
     np.testing.assert_allclose(
         out["trip_distance"], month_with_unseen_zones["trip_distance"], rtol=1e-6
     )
+
+
+def test_default_zones_outside_the_tlc_list_are_missing(green_train: pd.DataFrame) -> None:
+    frame = green_train.head(4).assign(
+        PULocationID=[0, 266, 265, 1], DOLocationID=[1, np.nan, -3, 264]
+    )
+    out = Preprocessor.fit(green_train, feature_set("default")).transform_frame(frame)
+    assert out["PULocationID"].isna().tolist() == [True, True, False, False]
+    assert out["DOLocationID"].isna().tolist() == [False, True, True, False]
+
+
+def test_default_categories_do_not_depend_on_the_month(
+    green_train: pd.DataFrame, month_with_unseen_zones: pd.DataFrame
+) -> None:
+    default = feature_set("default")
+    one = Preprocessor.fit(green_train, default).transform_frame(green_train)
+    other = Preprocessor.fit(month_with_unseen_zones, default).transform_frame(green_train)
+    for zone in ("PULocationID", "DOLocationID"):
+        pd.testing.assert_series_equal(one[zone], other[zone])
+
+
+def test_default_zero_distance_is_unknown(green_train: pd.DataFrame) -> None:
+    frame = green_train.head(4).assign(trip_distance=[0.0, -1.0, 2.5, np.nan])
+    pre = Preprocessor.fit(green_train, feature_set("default"))
+    out = pre.transform_frame(frame)
+    assert np.isnan(out["trip_distance"].to_numpy()).tolist() == [True, True, False, True]
+    assert np.isnan(out["expected_duration"].to_numpy()).tolist() == [True, True, False, True]
+    # The course's sets keep a recorded 0 as the number 0.
+    pu_do = Preprocessor.fit(green_train, feature_set("pu_do")).transform_sparse(frame)
+    assert pu_do[0, pu_do.shape[1] - 1] == 0.0
 
 
 def test_feature_set_unknown_lists_allowed() -> None:
@@ -189,7 +229,17 @@ def test_feature_set_definitions() -> None:
     assert feature_set("separate").numeric == ()
     default = feature_set("default")
     assert default.native_categorical
-    assert {"pickup_hour", "pickup_weekday", "trip_distance"} == set(default.numeric)
+    assert default.fixed_zones
+    assert default.zero_distance_unknown
+    assert default.zone_statistics
+    assert {"pickup_hour", "pickup_weekday", "trip_distance"} <= set(default.numeric)
+    assert set(REQUEST_COLUMNS) | set(STATISTIC_FEATURES) <= set(default.numeric)
+    # Nothing known only after the trip.
+    for after in ("fare_amount", "tip_amount", "total_amount", "RatecodeID", "store_and_fwd_flag"):
+        assert after not in default.numeric
+    for name in ("pu_do", "separate"):
+        assert not feature_set(name).zone_statistics
+        assert not feature_set(name).fixed_zones
 
 
 def test_time_features() -> None:

@@ -23,6 +23,7 @@ from taxi_duration.models import (
     TrainingConfig,
     TripDurationModel,
     encode,
+    encode_training,
     fit_estimator,
     n_features,
     training_config,
@@ -146,7 +147,7 @@ def _train(
     y_val = val["duration"].to_numpy() if val is not None else None
     result = fit_estimator(
         config,
-        encode(preprocessor, train, config),
+        encode_training(preprocessor, train, config),
         train["duration"].to_numpy(),
         x_val,
         y_val,
@@ -170,7 +171,7 @@ def test_encode_by_model_kind(green_train: pd.DataFrame) -> None:
     frame = encode(Preprocessor.fit(green_train, native.feature_set), green_train, native)
     matrix = encode(Preprocessor.fit(green_train, onehot.feature_set), green_train, onehot)
     assert isinstance(frame, pd.DataFrame)
-    assert n_features(frame) == 5
+    assert n_features(frame) == 2 + len(native.feature_set.numeric) == 16
     assert sp.issparse(matrix)
     assert n_features(matrix) == matrix.shape[1] > 100
 
@@ -196,25 +197,56 @@ def test_linear_beats_the_mean(
         assert error < 0.6 * baseline
 
 
-def test_xgboost_default_stops_on_validation(
+def test_xgboost_default_stops_on_a_slice_of_the_training_month(
     green_train: pd.DataFrame, green_val: pd.DataFrame
 ) -> None:
     config = _fast(training_config(), rounds=60)
     model, result = _train(config, green_train, green_val)
     assert isinstance(result.estimator, xgb.Booster)
     assert result.best_iteration is not None
-    curve = result.history["validation_rmse"]
-    assert 0 < len(curve) <= 60
-    assert result.best_iteration == int(np.argmin(curve))
+    holdout = result.history["holdout_rmse"]
+    assert 0 < len(holdout) <= 60
+    assert result.best_iteration == int(np.argmin(holdout))
+    # The validation month is recorded, round by round, but is not what stopped training.
+    assert len(result.history["validation_rmse"]) == len(holdout)
     # keep_best_iteration: only the trees up to the best round are kept.
     assert result.estimator.num_boosted_rounds() == result.best_iteration + 1
     assert model.intercept is None
     predictions = model.predict(green_val)
     assert np.isfinite(predictions).all()
     error = rmse(green_val["duration"].to_numpy(), predictions)
-    assert error == pytest.approx(min(curve), rel=1e-4)
+    assert error == pytest.approx(
+        result.history["validation_rmse"][result.best_iteration], rel=1e-4
+    )
     baseline = _mean_rmse(green_train["duration"].to_numpy(), green_val["duration"].to_numpy())
     assert error < 0.6 * baseline
+
+
+def test_xgboost_default_does_not_depend_on_the_validation_month(
+    green_train: pd.DataFrame, green_val: pd.DataFrame, month_with_unseen_zones: pd.DataFrame
+) -> None:
+    """Honest early stopping: the month a model is scored on cannot change the model."""
+    config = _fast(training_config(), rounds=60)
+    without, _ = _train(config, green_train)
+    with_val, _ = _train(config, green_train, green_val)
+    with_other, _ = _train(config, green_train, month_with_unseen_zones)
+    expected = without.predict(green_val)
+    np.testing.assert_array_equal(with_val.predict(green_val), expected)
+    np.testing.assert_array_equal(with_other.predict(green_val), expected)
+
+
+def test_xgboost_stops_on_validation_without_a_holdout(
+    green_train: pd.DataFrame, green_val: pd.DataFrame
+) -> None:
+    config = _fast(training_config(), rounds=60)
+    assert config.xgboost is not None
+    config = dataclasses.replace(
+        config, xgboost=dataclasses.replace(config.xgboost, holdout_fraction=None)
+    )
+    _, result = _train(config, green_train, green_val)
+    curve = result.history["validation_rmse"]
+    assert "holdout_rmse" not in result.history
+    assert result.best_iteration == int(np.argmin(curve))
 
 
 def test_reference_preset_keeps_all_trees(
@@ -226,8 +258,12 @@ def test_reference_preset_keeps_all_trees(
     assert result.estimator.num_boosted_rounds() == len(result.history["validation_rmse"])
 
 
-def test_xgboost_without_validation(green_train: pd.DataFrame) -> None:
+def test_xgboost_without_validation_nor_holdout(green_train: pd.DataFrame) -> None:
     config = _fast(training_config(), rounds=5)
+    assert config.xgboost is not None
+    config = dataclasses.replace(
+        config, xgboost=dataclasses.replace(config.xgboost, holdout_fraction=None)
+    )
     _, result = _train(config, green_train)
     assert result.best_iteration is None
     assert result.history == {}
@@ -235,11 +271,23 @@ def test_xgboost_without_validation(green_train: pd.DataFrame) -> None:
     assert result.estimator.num_boosted_rounds() == 5
 
 
-def test_default_without_validation_trains_its_fixed_rounds() -> None:
-    schedule = training_config().xgboost
-    assert schedule is not None
-    assert schedule.num_boost_round > schedule.early_stopping_rounds
-    assert schedule.rounds_without_validation == 150
+def test_early_stopping_of_default_and_reference() -> None:
+    default = training_config().xgboost
+    assert default is not None
+    assert default.num_boost_round > default.early_stopping_rounds
+    assert default.holdout_fraction == 0.1
+    # The reference preset keeps the course's behaviour: it stops on the validation month.
+    reference = training_config(preset="reference").xgboost
+    assert reference == REFERENCE_XGBOOST
+    assert reference.holdout_fraction is None
+
+
+def test_predictions_clipped_to_the_trained_range_for_default_only() -> None:
+    assert training_config().prediction_range == (1.0, 60.0)
+    assert training_config("linear", "default").prediction_range == (1.0, 60.0)
+    # The course's figures come from its unclipped predictions.
+    assert training_config(preset="reference").prediction_range is None
+    assert training_config("linear", "pu_do").prediction_range is None
 
 
 def test_xgboost_training_is_deterministic(green_train: pd.DataFrame) -> None:
@@ -289,6 +337,10 @@ def test_predict_raw_equals_predict_on_prepared(
             "PULocationID": head["PULocationID"].astype("int64"),
             "DOLocationID": head["DOLocationID"].astype("int64"),
             "trip_distance": head["trip_distance"],
+            # Request-time fields as published: integers, and floats where nulls are allowed.
+            "VendorID": head["VendorID"].astype("int64"),
+            "trip_type": head["trip_type"].astype("float64"),
+            "passenger_count": head["passenger_count"].astype("float64"),
         }
     )
     np.testing.assert_allclose(model.predict_raw(raw), model.predict(head), rtol=1e-6)

@@ -14,6 +14,7 @@ from tlc_samples import PREFIX, make_trips, write_month
 from taxi_duration.errors import DataError, InvalidInputError
 from taxi_duration.months import Month
 from taxi_duration.prepare import (
+    REQUEST_COLUMNS,
     normalize_raw_trips,
     prepare_trips,
     raw_example,
@@ -80,11 +81,47 @@ def test_prepared_layout(color: str, tmp_path: Path) -> None:
         "DOLocationID",
         "trip_distance",
         "duration",
+        *REQUEST_COLUMNS,
     ]
     assert pd.api.types.is_datetime64_any_dtype(frame["pickup_datetime"])
     assert (frame["pickup_datetime"] == pd.Timestamp("2023-01-10 08:00")).all()
     assert frame["trip_distance"].dtype == np.float64
     assert frame["duration"].dtype == np.float64
+    # VendorID is in the file; trip_type and passenger_count are not: missing, not an error.
+    assert (frame["VendorID"] == 1.0).all()
+    for name in REQUEST_COLUMNS:
+        assert frame[name].dtype == np.float32
+    assert frame["trip_type"].isna().all()
+    assert frame["passenger_count"].isna().all()
+
+
+def test_request_time_fields_and_nothing_known_after_the_trip(tmp_path: Path) -> None:
+    n = 4
+    columns = _columns(
+        "green",
+        [600.0, 30.0, 600.0, 600.0],  # the second trip is filtered out
+        VendorID=pa.array([2, 1, None, 1], pa.int64()),
+        trip_type=pa.array([1.0, 2.0, 2.0, None]),
+        passenger_count=pa.array([1.0, 3.0, None, 5.0]),
+        RatecodeID=pa.array([1.0] * n),
+        store_and_fwd_flag=pa.array(["N"] * n),
+        fare_amount=pa.array([10.0] * n),
+        tip_amount=pa.array([1.0] * n),
+        total_amount=pa.array([12.0] * n),
+        ehail_fee=pa.nulls(n),
+    )
+    frame = prepare_trips(_write(tmp_path, "green", columns), "green").frame
+    np.testing.assert_array_equal(frame["VendorID"], [2.0, np.nan, 1.0])
+    np.testing.assert_array_equal(frame["trip_type"], [1.0, 2.0, np.nan])
+    np.testing.assert_array_equal(frame["passenger_count"], [1.0, np.nan, 5.0])
+    for after in ("RatecodeID", "store_and_fwd_flag", "fare_amount", "tip_amount", "ehail_fee"):
+        assert after not in frame.columns
+
+
+def test_request_time_field_that_is_not_a_number_is_missing(tmp_path: Path) -> None:
+    columns = _columns("yellow", [600.0] * 2, VendorID=pa.array(["CMT", "VTS"]))
+    frame = prepare_trips(_write(tmp_path, "yellow", columns), "yellow").frame
+    assert frame["VendorID"].isna().all()
 
 
 @pytest.mark.parametrize("color", ["green", "yellow"])
@@ -293,6 +330,15 @@ def test_normalize_raw_trips_rejects_missing_columns(dropped: str, named: str) -
         normalize_raw_trips(raw)
 
 
+def test_normalize_raw_trips_request_fields_are_optional() -> None:
+    raw = make_trips("yellow", JAN, rows=3).drop(columns=["VendorID", "passenger_count"])
+    raw["trip_type"] = ["1", "x", None]  # e.g. from JSON: numbers as text, or junk
+    frame = normalize_raw_trips(raw)
+    assert frame["VendorID"].isna().all()
+    assert frame["passenger_count"].isna().all()
+    np.testing.assert_array_equal(frame["trip_type"], [1.0, np.nan, np.nan])
+
+
 def test_normalize_raw_trips_names_all_missing_columns() -> None:
     with pytest.raises(DataError) as caught:
         normalize_raw_trips(pd.DataFrame({"VendorID": [1]}))
@@ -309,6 +355,7 @@ def test_raw_example_round_trips(color: str, tmp_path: Path) -> None:
         "PULocationID",
         "DOLocationID",
         "trip_distance",
+        *REQUEST_COLUMNS,
     ]
     assert len(raw) == 4
     assert raw["PULocationID"].dtype == np.int64

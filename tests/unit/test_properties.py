@@ -9,7 +9,8 @@ or unknown, and distances that are null, negative, NaN, infinite or huge. Contra
 - ``transform_frame`` (XGBoost) has float32 numerics that are finite or NaN, and NaN
   only where the input number is missing or not finite: XGBoost reads NaN as "missing"
   and routes it down each split's learned default branch, so no imputation is needed.
-  A distance beyond float32's range is also missing there (it would otherwise be inf).
+  A distance beyond float32's range is also missing there (it would otherwise be inf),
+  and so is one of 0 or less in ``default``. Zone statistics are finite or missing.
 """
 
 from __future__ import annotations
@@ -89,11 +90,13 @@ def _expected_kept(trips: list[Trip]) -> int:
     return sum(p is not None and d is not None and 60 <= d <= 3600 for p, d, *_ in trips)
 
 
-def _check_features(preprocessor: Preprocessor, frame: pd.DataFrame) -> None:
-    sparse = preprocessor.transform_sparse(frame)
+def _check_features(
+    preprocessor: Preprocessor, frame: pd.DataFrame, training: bool = False
+) -> None:
+    sparse = preprocessor.transform_sparse(frame, training=training)
     assert sparse.shape == (len(frame), len(preprocessor.feature_names))
     assert np.isfinite(sparse.data).all()
-    encoded = preprocessor.transform_frame(frame)
+    encoded = preprocessor.transform_frame(frame, training=training)
     assert len(encoded) == len(frame)
     for name in preprocessor.features.numeric:
         values = encoded[name].to_numpy()
@@ -102,9 +105,13 @@ def _check_features(preprocessor: Preprocessor, frame: pd.DataFrame) -> None:
         if name == "trip_distance":
             with np.errstate(over="ignore"):
                 as_float32 = frame[name].to_numpy(dtype=np.float64).astype(np.float32)
-            np.testing.assert_array_equal(np.isnan(values), ~np.isfinite(as_float32))
-        else:  # from the pickup time, which every kept trip has
+            unknown = ~np.isfinite(as_float32)
+            if preprocessor.features.zero_distance_unknown:
+                unknown |= ~(frame[name].to_numpy(dtype=np.float64) > 0)
+            np.testing.assert_array_equal(np.isnan(values), unknown)
+        elif name in ("pickup_hour", "pickup_weekday"):  # every kept trip has a pickup time
             assert np.isfinite(values).all()
+        # Request-time fields and zone statistics may be missing (NaN), never infinite.
     for name in preprocessor.features.categorical:
         assert isinstance(encoded[name].dtype, pd.CategoricalDtype)
 
@@ -129,5 +136,7 @@ def test_prepare_and_features_never_crash_nor_emit_nan(
     for features in FEATURE_SETS.values():
         # Fitted on a real-looking month and applied to these rows (unknown zones) ...
         _check_features(Preprocessor.fit(green_train, features), frame)
-        # ... and fitted on these rows themselves (odd zones in the vocabulary).
+        # ... and fitted on these rows themselves (odd zones in the vocabulary), which then
+        # also get their statistics out of fold.
         _check_features(Preprocessor.fit(frame, features), frame)
+        _check_features(Preprocessor.fit(frame, features), frame, training=True)
