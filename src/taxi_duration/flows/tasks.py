@@ -12,19 +12,22 @@ import hashlib
 import inspect
 import json
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import numpy as np
-from prefect import get_run_logger, task
+from prefect import get_client, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State, TaskRun
 from prefect.context import TaskRunContext
+from prefect.events import emit_event
+from prefect.runtime import flow_run as current_flow_run
 from prefect.tasks import Task, exponential_backoff
 
 from taxi_duration import __version__, evaluate, ingest, models, prepare, tracking
+from taxi_duration.alerts import PROMOTED_EVENT
 from taxi_duration.errors import InvalidInputError, MonthNotPublishedError
 from taxi_duration.features import Preprocessor
 from taxi_duration.months import Month
@@ -198,6 +201,9 @@ def register_task(
         registered.model_version,
         registered.run_id,
     )
+    if current_flow_run.id:  # for the alerts' link to the MLflow run
+        with get_client(sync_client=True) as client:
+            client.update_flow_run_labels(current_flow_run.id, {"mlflow.run_id": registered.run_id})
     return registered
 
 
@@ -229,4 +235,12 @@ def promote_task(
         decision = decide_promotion(new_rmse, champion, champion_rmse, min_improvement)
         tracking.record_promotion(settings, version, decision)
     get_run_logger().info("version %s is the %s: %s", version, decision.alias, decision.reason)
+    if decision.promoted:  # for the alerts (TAXI_DURATION_NOTIFY_ON_PROMOTION)
+        emit_event(
+            PROMOTED_EVENT,
+            resource={
+                "prefect.resource.id": f"taxi-duration.model.{settings.model_name}.{version}"
+            },
+            payload={"model_name": settings.model_name, "version": version, **asdict(decision)},
+        )
     return decision
