@@ -259,7 +259,12 @@ def environments(config: StackConfig, base: Mapping[str, str]) -> dict[str, dict
     return {
         "prefect-server": server,
         "mlflow-server": {
-            key: value for key, value in common.items() if key != "MLFLOW_TRACKING_URI"
+            **{key: value for key, value in common.items() if key != "MLFLOW_TRACKING_URI"},
+            # MLflow's job runner (huey consumers, for GenAI jobs this project has none of):
+            # 8 idle processes and about 2 GB. A user's own setting wins.
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": base.get(
+                "MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false"
+            ),
         },
         # Flow runs inherit the worker's environment: they log to the stack's servers.
         "worker": {
