@@ -3,8 +3,8 @@
 A real PostgreSQL server (Debian's ``postgresql`` package; ``.ci/run`` installs it) is
 started on a free loopback port in a temporary folder, as the ``postgres`` user when the
 tests run as root. The Prefect server uses ``postgresql+asyncpg://`` (its own driver) and the
-MLflow server ``postgresql://`` (psycopg2, the ``postgres`` extra). Skipped, with the reason,
-where PostgreSQL or psycopg2 is not installed.
+MLflow server ``postgresql://`` (psycopg 3, SQLAlchemy 2.1's default; the ``postgres`` extra).
+Skipped, with the reason, where PostgreSQL or psycopg is not installed.
 """
 
 from __future__ import annotations
@@ -35,13 +35,17 @@ class Postgres:
         return f"{driver}://{USER}@{self.host}:{self.port}/{database}"
 
     def query(self, database: str, sql: str) -> list[tuple[object, ...]]:
-        import psycopg2
+        import psycopg
 
-        with psycopg2.connect(host=self.host, port=self.port, user=USER, dbname=database) as db:
-            db.autocommit = True
-            with db.cursor() as cursor:
-                cursor.execute(sql)
-                return list(cursor.fetchall()) if cursor.description else []
+        # autocommit: CREATE DATABASE runs outside a transaction
+        with (
+            psycopg.connect(
+                host=self.host, port=self.port, user=USER, dbname=database, autocommit=True
+            ) as db,
+            db.cursor() as cursor,
+        ):
+            cursor.execute(sql.encode())
+            return list(cursor.fetchall()) if cursor.description else []
 
 
 def _server_binaries() -> Path | None:
@@ -58,9 +62,9 @@ def postgres() -> Iterator[Postgres]:
     if binaries is None:
         pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql)")
     try:
-        import psycopg2  # noqa: F401
+        import psycopg  # noqa: F401
     except ImportError:
-        pytest.skip("psycopg2 is not installed: pip install -e '.[postgres]'")
+        pytest.skip("psycopg is not installed: pip install -e '.[postgres]'")
     as_user: list[str] = []
     owner = None
     if os.geteuid() == 0:  # PostgreSQL refuses to run as root
