@@ -9,7 +9,11 @@ the alerts the ``TAXI_DURATION_NOTIFY_*`` and ``TAXI_DURATION_SMTP_*`` settings 
 * the automation ``taxi-duration: run failed or crashed``, on the Failed and Crashed events
   of every flow run of the stack's work pool, and, with ``TAXI_DURATION_NOTIFY_ON_PROMOTION``,
   ``taxi-duration: new champion``, on the ``taxi-duration.model.promoted`` event that the
-  promote task emits.
+  promote task emits;
+* always, ``taxi-duration: run stopped sending heartbeats``: Prefect's own recipe for runs
+  whose process died without a word (a worker or machine killed): a run that has sent a
+  heartbeat and then sends neither another nor a final state within 90 s is marked Crashed,
+  which the first automation then tells.
 
 The Prefect server renders the messages and sends them (its automation service), so they
 go out however the run ended, even when its worker was killed. Running ``apply`` again
@@ -42,6 +46,10 @@ from taxi_duration.settings import Settings
 
 PROMOTED_EVENT = "taxi-duration.model.promoted"
 FAILED_AUTOMATION = "taxi-duration: run failed or crashed"
+HEARTBEAT_AUTOMATION = "taxi-duration: run stopped sending heartbeats"
+# Flow runs send a heartbeat every 30 s (PREFECT_FLOWS_HEARTBEAT_FREQUENCY, which the stack puts
+# in the pool's job template); one silent for HEARTBEAT_TIMEOUT is marked Crashed.
+HEARTBEAT_TIMEOUT = timedelta(seconds=90)
 PROMOTED_AUTOMATION = "taxi-duration: new champion"
 WEBHOOK_BLOCK = "taxi-duration-webhook"
 EMAIL_BLOCK = "taxi-duration-email"
@@ -242,6 +250,12 @@ def apply(alerts: Alerts, api_url: str, pool: str, mlflow_url: str) -> list[str]
             else:
                 client.create_automation(automation)
             wanted.append(name)
+        heartbeats = _heartbeat_automation()
+        if HEARTBEAT_AUTOMATION in ours:
+            client.update_automation(ours[HEARTBEAT_AUTOMATION].id, heartbeats)
+        else:
+            client.create_automation(heartbeats)
+        wanted.append(HEARTBEAT_AUTOMATION)
         # Then what is no longer asked for: the automations first, then their blocks.
         for name, existing in ours.items():
             if name not in wanted:
@@ -251,7 +265,42 @@ def apply(alerts: Alerts, api_url: str, pool: str, mlflow_url: str) -> list[str]
         if alerts.email is None:
             _delete_block(client, EMAIL_BLOCK, SMTPEmail.get_block_type_slug())
     channels = ", ".join(_channels(alerts))
-    return [f"{name} -> {channels}" for name in wanted]
+    return [
+        f"{name} -> {'mark it Crashed' if name == HEARTBEAT_AUTOMATION else channels}"
+        for name in wanted
+    ]
+
+
+def _heartbeat_automation() -> AutomationCore:
+    """Prefect's documented automation for runs that stopped sending heartbeats."""
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+
+    final = ("Completed", "Failed", "Cancelled", "Crashed")
+    return AutomationCore(
+        name=HEARTBEAT_AUTOMATION,
+        description=f"A flow run silent for {HEARTBEAT_TIMEOUT.seconds} s after a heartbeat "
+        "(its process died) is marked Crashed.",
+        enabled=True,
+        trigger=EventTrigger(
+            after={"prefect.flow-run.heartbeat"},
+            expect={"prefect.flow-run.heartbeat", *(f"prefect.flow-run.{s}" for s in final)},
+            match={"prefect.resource.id": ["prefect.flow-run.*"]},
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=HEARTBEAT_TIMEOUT,
+        ),
+        actions=[
+            ChangeFlowRunState(
+                name="Crashed",
+                state=StateType.CRASHED,
+                force=False,
+                message=f"its process stopped: no heartbeat for {HEARTBEAT_TIMEOUT.seconds} s "
+                "(a worker or machine killed?)",
+            )
+        ],
+    )
 
 
 def _save(block: NotificationBlock, name: str) -> UUID:

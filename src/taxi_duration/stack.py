@@ -243,6 +243,8 @@ def run_environment(config: StackConfig, base: Mapping[str, str]) -> dict[str, s
         "TAXI_DURATION_DATA_DIR": str(config.data_dir),
         "MLFLOW_TRACKING_URI": config.mlflow_url,
         **{name: base.get(name) or value for name, value in MLFLOW_RETRY_DEFAULTS.items()},
+        # A heartbeat every 30 s: a run whose process dies is marked Crashed (taxi_duration.alerts).
+        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": base.get("PREFECT_FLOWS_HEARTBEAT_FREQUENCY") or "30",
     }
 
 
@@ -656,8 +658,58 @@ def _print_alerts(lines: Sequence[str]) -> None:
     print("alerts          " + "\n                ".join(lines))
 
 
+IN_FLIGHT = ("PENDING", "RUNNING", "CANCELLING")
+CANCEL_GRACE_SECONDS = 30.0
+
+
+def _in_flight(config: StackConfig) -> list[dict[str, Any]]:
+    """The pool's flow runs that have started and not ended."""
+    try:
+        response = httpx.post(
+            f"{config.prefect_api_url}/flow_runs/filter",
+            json={
+                "flow_runs": {"state": {"type": {"any_": list(IN_FLIGHT)}}},
+                "work_pools": {"name": {"any_": [config.pool]}},
+            },
+            timeout=10.0,
+        )
+    except httpx.HTTPError:
+        return []
+    return list(response.json()) if response.status_code == 200 else []
+
+
+def _set_state(config: StackConfig, flow_run_id: str, state: str, message: str) -> None:
+    with contextlib.suppress(httpx.HTTPError):
+        httpx.post(
+            f"{config.prefect_api_url}/flow_runs/{flow_run_id}/set_state",
+            json={"state": {"type": state, "message": message}, "force": True},
+            timeout=10.0,
+        )
+
+
+def end_in_flight_runs(config: StackConfig, grace: float = CANCEL_GRACE_SECONDS) -> list[str]:
+    """Cancel the pool's in-flight runs through Prefect, while the worker still runs: it stops
+    their processes and marks them Cancelled. Any not ended after ``grace`` seconds is marked
+    Crashed. So no run is left Running on a stopped stack. Their names."""
+    runs = _in_flight(config)
+    for flow_run in runs:
+        _set_state(config, flow_run["id"], "CANCELLING", "the stack is stopping (stack down)")
+    deadline = time.monotonic() + grace
+    while runs and _in_flight(config) and time.monotonic() < deadline:
+        time.sleep(1.0)
+    for flow_run in _in_flight(config):
+        _set_state(
+            config, flow_run["id"], "CRASHED", "still running when the stack stopped (stack down)"
+        )
+    return [str(flow_run["name"]) for flow_run in runs]
+
+
 def down(config: StackConfig) -> None:
-    """Stop the worker first, then the servers."""
+    """End the in-flight runs, then stop the worker, then the servers."""
+    if _read_pid(config, "prefect-server") is not None:
+        ended = end_in_flight_runs(config)
+        if ended:
+            print("cancelled flow runs " + ", ".join(ended))
     stopped = [service for service in reversed(SERVICES) if _stop(config, service)]
     if stopped:
         print("stopped " + ", ".join(stopped))
