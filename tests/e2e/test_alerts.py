@@ -133,7 +133,11 @@ def test_up_again_updates_the_alerts_in_place_and_tells_of_a_new_champion(
         assert again.returncode == 0, again.stdout + again.stderr
         assert "already running" in again.stdout
         ours = _ours(team_stack)
-        assert set(ours) == {alerts.FAILED_AUTOMATION, alerts.PROMOTED_AUTOMATION}
+        assert set(ours) == {
+            alerts.FAILED_AUTOMATION,
+            alerts.PROMOTED_AUTOMATION,
+            alerts.HEARTBEAT_AUTOMATION,
+        }
         assert ours[alerts.FAILED_AUTOMATION] == failure_alert  # updated, not made again
 
         # No champion: the next version is promoted, whatever its RMSE.
@@ -167,4 +171,4 @@ def test_up_again_updates_the_alerts_in_place_and_tells_of_a_new_champion(
     finally:
         restored = stack_command(team_stack.env, "up", cwd=team_stack.root)
         assert restored.returncode == 0, restored.stdout + restored.stderr
-    assert set(_ours(team_stack)) == {alerts.FAILED_AUTOMATION}
+    assert set(_ours(team_stack)) == {alerts.FAILED_AUTOMATION, alerts.HEARTBEAT_AUTOMATION}

@@ -57,7 +57,7 @@ def test_the_stack_is_found_from_any_folder(
     assert stack.find_directory(env) == elsewhere / ".stack"
 
 
-def test_flow_runs_get_the_data_url_and_bounded_mlflow_retries(tmp_path: Path) -> None:
+def test_flow_runs_get_the_data_url_bounded_mlflow_retries_and_heartbeats(tmp_path: Path) -> None:
     env = {"TAXI_DURATION_STACK_DIR": str(tmp_path), "TAXI_DURATION_DATA_URL": "http://mirror"}
     run_env = stack.run_environment(stack.StackConfig.from_env(env), env)
     assert run_env == {
@@ -67,6 +67,7 @@ def test_flow_runs_get_the_data_url_and_bounded_mlflow_retries(tmp_path: Path) -
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
         "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
         "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
     }
 
 
