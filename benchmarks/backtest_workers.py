@@ -61,7 +61,8 @@ def main() -> None:
         write_month(root / "tlc", "green", month, rows=options.rows)
     os.environ["TAXI_DURATION_DATA_URL"] = serve(root / "tlc")
 
-    from taxi_duration.flows import backtest
+    from taxi_duration.flows.backtest import run_backtest
+    from taxi_duration.specs import BacktestSpec
 
     timings: dict[int, tuple[float, float]] = {}
     for workers in options.workers:
@@ -69,12 +70,14 @@ def main() -> None:
         os.environ["TAXI_DURATION_DATA_DIR"] = str(run_dir / "data")
         os.environ["TAXI_DURATION_MLFLOW_DIR"] = str(run_dir / "mlflow")
         start = time.perf_counter()
-        summary = backtest(
-            start=str(FIRST),
-            end=str(LAST),
-            model=options.model,
-            features=options.features,
-            workers=workers,
+        summary = run_backtest(
+            BacktestSpec.parse(
+                start=str(FIRST),
+                end=str(LAST),
+                model=options.model,
+                features=options.features,
+                workers=workers,
+            )
         )
         wall = time.perf_counter() - start
         assert len(summary.results) == len(month_pairs(FIRST, LAST))

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from data_server import SERVED_REQUESTS, QuietHandler
 from tlc_samples import write_month
 
 from taxi_duration.months import Month
@@ -35,22 +36,22 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture(scope="session")
 def http_server() -> Iterator[functools.partial[str]]:
-    """Serve folders over HTTP on 127.0.0.1: ``serve(folder) -> base URL``."""
+    """Serve folders over HTTP on 127.0.0.1: ``serve(folder) -> base URL``.
+
+    The requests each server answered are in ``SERVED_REQUESTS[base URL]``.
+    """
     servers: list[http.server.ThreadingHTTPServer] = []
 
     def serve(directory: Path) -> str:
-        handler = functools.partial(_QuietHandler, directory=str(directory))
+        handler = functools.partial(QuietHandler, directory=str(directory))
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
-        return f"http://127.0.0.1:{server.server_address[1]}"
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        SERVED_REQUESTS[url] = []
+        return url
 
     yield functools.partial(serve)
     for server in servers:

@@ -11,24 +11,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from taxi_duration.errors import InvalidInputError, TaxiDurationError
 from taxi_duration.months import Month
 
 BASELINE_PRESET = "reference"
-
-
-def month_range(start: str | Month, end: str | Month) -> tuple[Month, Month]:
-    """``--from`` and ``--to`` as months; the range must hold at least two months."""
-    first = start if isinstance(start, Month) else Month.parse(start)
-    last = end if isinstance(end, Month) else Month.parse(end)
-    if first > last:
-        raise InvalidInputError(f"--from {first} is after --to {last}: give --from <= --to")
-    if first == last:
-        raise InvalidInputError(
-            f"range {first}..{last} is one month: a backtest needs at least two "
-            "(train on a month, validate on the next)"
-        )
-    return first, last
 
 
 def months_between(first: Month, last: Month) -> list[Month]:
@@ -94,6 +79,27 @@ class BacktestSummary:
         data["failed"] = len(self.failed)
         return data
 
+    def params(self) -> dict[str, Any]:
+        """What was backtested, as the parent run's parameters."""
+        return {
+            "color": self.color,
+            "start": self.start,
+            "end": self.end,
+            "model": self.model,
+            "features": self.features,
+            "preset": self.preset or "",
+            "baseline": self.baseline,
+            "executor": self.executor,
+        }
+
+    def overall_metrics(self) -> dict[str, float]:
+        """Pairs, failed pairs and the mean RMSE of those that finished."""
+        done = [result.rmse for result in self.results if result.rmse is not None]
+        overall = {"pairs": float(len(self.results)), "failed": float(len(self.failed))}
+        if done:
+            overall["mean_rmse"] = sum(done) / len(done)
+        return overall
+
     def table(self) -> list[dict[str, Any]]:
         """The results as rows (a Prefect table artifact)."""
         return [
@@ -112,15 +118,33 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
 
 
-class BacktestFailedError(TaxiDurationError):
-    """Some pairs failed; ``summary`` still holds every pair's result."""
+def pair_params(summary: BacktestSummary, result: PairResult) -> dict[str, Any]:
+    """A pair's nested run parameters (its error, cut short, if it failed)."""
+    params: dict[str, Any] = {
+        "color": summary.color,
+        "train_month": result.train,
+        "val_month": result.val,
+        "model": summary.model,
+        "features": summary.features,
+        "baseline": summary.baseline,
+    }
+    if result.error:
+        params["error"] = result.error[:500]
+    return params
 
-    def __init__(self, message: str, summary: BacktestSummary) -> None:
-        super().__init__(message)
-        self.summary = summary
 
-    def __reduce__(self) -> tuple[Any, ...]:  # picklable (Prefect stores the exception)
-        return (type(self), (str(self), self.summary))
+def pair_metrics(result: PairResult) -> dict[str, float]:
+    """A pair's nested run metrics: those it has."""
+    values = {
+        "rmse": result.rmse,
+        "baseline_rmse": result.baseline_rmse,
+        "rmse_train": result.rmse_train,
+        "mae": result.mae,
+        "rows_kept": result.rows,
+        "val_rows": result.val_rows,
+        "n_features": result.n_features,
+    }
+    return {key: float(value) for key, value in values.items() if value is not None}
 
 
 def failure_message(summary: BacktestSummary) -> str:

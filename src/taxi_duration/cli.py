@@ -7,44 +7,108 @@ bad argument, 1 for a failure of the run (e.g. a month that is not published).
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
-from pathlib import Path
+import typing
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from taxi_duration import __version__
-from taxi_duration.errors import TaxiDurationError
-from taxi_duration.ingest import check_color_and_month, check_local_file
-from taxi_duration.models import training_config
-from taxi_duration.months import Month
-from taxi_duration.request import TrainRequest
+from taxi_duration.errors import BacktestFailedError, InvalidInputError, TaxiDurationError
+from taxi_duration.specs import BacktestSpec, PredictSpec, Spec, TrainSpec, TuneSpec
 
 PROG = "taxi-duration"
 
 
 class _ArgumentParser(argparse.ArgumentParser):
-    """argparse with a one-line error (no usage block) and exit code 2."""
+    """argparse with a one-line error (no usage block), exit code 2, and no abbreviations.
+
+    An unknown option is reported first, with the closest valid one, before argparse would
+    say that a required option is missing (``--yaer 2023`` means ``--year``).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
 
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        if args is not None and self._subparsers is None:  # a command's own options
+            self._reject_unknown_options(args)
+        return super().parse_known_args(args, namespace)
 
-def _int_in(name: str, low: int, high: int) -> Any:
-    def parse(text: str) -> int:
+    def _reject_unknown_options(self, args: Sequence[str]) -> None:
+        known = list(self._option_string_actions)
+        for token in args:
+            if token == "--":
+                return
+            if not token.startswith("-") or self._negative_number_matcher.match(token):
+                continue
+            option = token.split("=", 1)[0]
+            if option not in self._option_string_actions:
+                close = difflib.get_close_matches(option, known, n=1)
+                hint = f": did you mean {close[0]}?" if close else ""
+                self.error(f"unrecognized argument {option}{hint}")
+
+
+def _number(kind: type[int] | type[float], name: str) -> Callable[[str], Any]:
+    """Parse a number; its range is the spec's to check."""
+    noun = "whole number" if kind is int else "number"
+
+    def parse(text: str) -> Any:
         try:
-            value = int(text)
+            return kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} {text!r} is not a whole number") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(
-                f"{name} {value} is out of range: allowed {low}-{high}"
-            )
-        return value
+            raise argparse.ArgumentTypeError(f"{name} {text!r} is not a {noun}") from None
 
     return parse
+
+
+def _scalar_type(annotation: Any) -> type:
+    """int, float, bool or str: what a field's annotation (optional, annotated) boils down to."""
+    if annotation in (bool, int, float, str):
+        return typing.cast(type, annotation)
+    for argument in typing.get_args(annotation):
+        if argument is not type(None):
+            return _scalar_type(argument)
+    return str
+
+
+def _add_spec_options(command: argparse.ArgumentParser, spec: type[Spec]) -> None:
+    """One option per field of ``spec``: its name, type, help and allowed values."""
+    properties = spec.model_json_schema()["properties"]
+    for name, field in spec.model_fields.items():
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        flag = str(extra.get("flag", "--" + name.replace("_", "-")))
+        kind = _scalar_type(field.annotation)
+        if kind is bool:  # a switch that is on by default
+            command.add_argument(
+                f"--no-{flag[2:]}", dest=name, action="store_false", help=field.description
+            )
+            continue
+        schema = properties[name]
+        allowed = schema.get("enum") or next(
+            (option["enum"] for option in schema.get("anyOf", []) if "enum" in option), None
+        )
+        required = field.is_required() or bool(extra.get("cli_required"))
+        help_text = field.description or ""
+        if not required and field.default is not None and "default" not in help_text:
+            help_text = f"{help_text} (default {field.default})".strip()
+        command.add_argument(
+            flag,
+            dest=name,
+            required=required,
+            type=_number(kind, flag[2:]) if kind in (int, float) else str,
+            metavar="{" + ",".join(allowed) + "}" if allowed else None,
+            help=help_text or None,
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,56 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_ArgumentParser)
 
-    train = commands.add_parser(
-        "train",
-        help="train on one month, evaluate on the next, register the model",
-        description="Train on one month of TLC data, evaluate on the following month "
-        "(or --val-year/--val-month), and register the model in MLflow.",
-    )
-    _add_month_options(train, validation_optional=True)
-    train.add_argument("--model", choices=["xgboost", "linear"], help="default: xgboost")
-    train.add_argument(
-        "--features", choices=["default", "pu_do", "separate"], help="default: default"
-    )
-    train.add_argument(
-        "--preset", choices=["reference"], help="reference: the course's XGBoost, exactly"
-    )
-    _add_min_improvement(train)
-    _add_output_options(train)
-
-    tune = commands.add_parser(
-        "tune",
-        help="search XGBoost parameters, then train and register the best model",
-        description="Search XGBoost parameters (Optuna TPE, pruned on the validation month's "
-        "RMSE), each trial a nested MLflow run, then train the final model with the best "
-        "parameters and register it. Seeded: with --jobs 1 a run is reproducible.",
-    )
-    _add_month_options(tune, validation_optional=False)
-    tune.add_argument("--trials", type=_int_in("trials", 1, 100_000), default=20)
-    tune.add_argument(
-        "--timeout", type=_positive_seconds, help="stop starting trials after S seconds"
-    )
-    tune.add_argument(
-        "--jobs", type=_int_in("jobs", 1, 64), default=1, help="trials run in parallel"
-    )
-    tune.add_argument("--seed", type=_int_in("seed", 0, 2**31 - 1), default=42)
-    _add_min_improvement(tune)
-    _add_output_options(tune)
-
-    predict = commands.add_parser(
-        "predict",
-        help="score every trip of a month with the champion (or --model-uri)",
-        description="Predict the duration of every trip of a month (no duration filter) and "
-        "write parquet: ride_id, zones, predicted_duration (null where a zone or the "
-        "distance is missing) and model_version.",
-    )
-    predict.add_argument("--color", default="green", choices=["green", "yellow"])
-    predict.add_argument("--year", type=_int_in("year", 2009, 9999), required=True)
-    predict.add_argument("--month", type=_int_in("month", 1, 12), required=True)
-    predict.add_argument("--input", help="local parquet file instead of downloading")
-    predict.add_argument("--model-uri", help="default: models:/<TAXI_DURATION_MODEL_NAME>@champion")
-    predict.add_argument("--output", required=True, help="parquet file to write")
-    _add_output_options(predict)
+    for name, (spec, summary, description) in COMMANDS.items():
+        command = commands.add_parser(name, help=summary, description=description)
+        _add_spec_options(command, spec)
+        _add_output_options(command)
 
     promote = commands.add_parser(
         "promote",
@@ -111,37 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Point the champion alias at a registered version; the replaced "
         "champion becomes the challenger.",
     )
-    promote.add_argument("--version", type=_int_in("version", 1, 10**9), required=True)
+    promote.add_argument("--version", type=_number(int, "version"), required=True)
     _add_output_options(promote)
-
-    backtest = commands.add_parser(
-        "backtest",
-        help="train on each month of a range and validate on the next, in parallel on Dask",
-        description="For each consecutive pair of months from --from to --to, train on the "
-        "first and validate on the second, like train (nothing is registered), with the "
-        "reference preset as baseline. Pairs run in parallel on a local Dask cluster of "
-        "--workers processes, or on an existing cluster at --dask-address.",
-    )
-    backtest.add_argument("--color", default="green", choices=["green", "yellow"])
-    backtest.add_argument("--from", dest="start", type=_month, required=True, metavar="YYYY-MM")
-    backtest.add_argument("--to", dest="end", type=_month, required=True, metavar="YYYY-MM")
-    backtest.add_argument("--model", choices=["xgboost", "linear"], help="default: xgboost")
-    backtest.add_argument(
-        "--features", choices=["default", "pu_do", "separate"], help="default: default"
-    )
-    backtest.add_argument(
-        "--preset", choices=["reference"], help="reference: the course's XGBoost, exactly"
-    )
-    executors = backtest.add_mutually_exclusive_group()
-    executors.add_argument(
-        "--workers",
-        type=_int_in("workers", 1, 256),
-        help="worker processes of the local Dask cluster (default 2)",
-    )
-    executors.add_argument(
-        "--dask-address", help="an existing Dask scheduler, e.g. tcp://127.0.0.1:8786"
-    )
-    _add_output_options(backtest)
 
     from taxi_duration import stack
 
@@ -149,54 +138,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _month(text: str) -> Month:
-    try:
-        return Month.parse(text)
-    except TaxiDurationError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+COMMANDS: dict[str, tuple[type[Spec], str, str]] = {
+    "train": (
+        TrainSpec,
+        "train on one month, evaluate on the next, register the model",
+        "Train on one month of TLC data, evaluate on the following month "
+        "(or --val-year/--val-month), and register the model in MLflow.",
+    ),
+    "tune": (
+        TuneSpec,
+        "search XGBoost parameters, then train and register the best model",
+        "Search XGBoost parameters (Optuna TPE, pruned on the validation month's "
+        "RMSE), each trial a nested MLflow run, then train the final model with the best "
+        "parameters and register it. Seeded: with --jobs 1 a run is reproducible.",
+    ),
+    "predict": (
+        PredictSpec,
+        "score every trip of a month with the champion (or --model-uri)",
+        "Predict the duration of every trip of a month (no duration filter) and "
+        "write parquet: ride_id, zones, predicted_duration (null where a zone or the "
+        "distance is missing) and model_version.",
+    ),
+    "backtest": (
+        BacktestSpec,
+        "train on each month of a range and validate on the next, in parallel on Dask",
+        "For each consecutive pair of months from --from to --to, train on the "
+        "first and validate on the second, like train (nothing is registered), with the "
+        "reference preset as baseline. Pairs run in parallel on a local Dask cluster of "
+        "--workers processes, or on an existing cluster at --dask-address.",
+    ),
+}
 
 
-def _add_min_improvement(command: argparse.ArgumentParser) -> None:
-    command.add_argument(
-        "--min-improvement",
-        type=_non_negative_minutes,
-        default=0.0,
-        help="RMSE (minutes) by which a new version must beat the champion (default 0)",
-    )
-
-
-def _non_negative_minutes(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"min-improvement {text!r} is not a number of minutes"
-        ) from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"min-improvement {text} is out of range: 0 or more")
-    return value
-
-
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"timeout {text!r} is not a number of seconds") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"timeout {text} is out of range: more than 0 seconds")
-    return value
-
-
-def _add_month_options(command: argparse.ArgumentParser, validation_optional: bool) -> None:
-    command.add_argument("--color", default="green", choices=["green", "yellow"])
-    command.add_argument("--year", type=_int_in("year", 2009, 9999), required=True)
-    command.add_argument("--month", type=_int_in("month", 1, 12), required=True)
-    if validation_optional:
-        command.add_argument("--no-validation", action="store_true", help="train on one month only")
-    command.add_argument("--val-year", type=_int_in("val-year", 2009, 9999))
-    command.add_argument("--val-month", type=_int_in("val-month", 1, 12))
-    command.add_argument("--train-path", help="local parquet file instead of downloading")
-    command.add_argument("--val-path", help="local parquet file for the validation month")
+def spec_from_args(args: argparse.Namespace) -> Spec:
+    """The command's spec, from the arguments given (a missing one takes the field default)."""
+    spec = COMMANDS[args.command][0]
+    given = {name: value for name, value in vars(args).items() if name in spec.model_fields}
+    return spec.parse(**{name: value for name, value in given.items() if value is not None})
 
 
 def _add_output_options(command: argparse.ArgumentParser) -> None:
@@ -274,8 +252,8 @@ def _print_summary(result: dict[str, Any]) -> None:
     print(f"  timings       {steps}")
 
 
-def _run(args: argparse.Namespace) -> dict[str, Any]:
-    if args.command == "promote":
+def _run(command: str, spec: Spec | None, args: argparse.Namespace) -> dict[str, Any]:
+    if spec is None:  # promote: no flow, one registry call
         from taxi_duration import tracking
         from taxi_duration.settings import Settings
 
@@ -286,102 +264,24 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
             "champion_version": str(args.version),
             "previous_champion": previous,
         }
-
-    if args.command == "backtest":
-        from taxi_duration.backtest import BacktestFailedError
-        from taxi_duration.flows import backtest
+    if isinstance(spec, BacktestSpec):
+        from taxi_duration.flows.backtest import run_backtest
 
         try:
-            return backtest(
-                color=args.color,
-                start=str(args.start),
-                end=str(args.end),
-                model=args.model,
-                features=args.features,
-                preset=args.preset,
-                workers=args.workers,
-                dask_address=args.dask_address,
-            ).to_dict()
+            return run_backtest(spec).to_dict()
         except BacktestFailedError as failure:  # print every pair, then exit 1
-            return failure.summary.to_dict()
+            return dict(failure.summary.to_dict())
+    if isinstance(spec, PredictSpec):
+        from taxi_duration.flows.predict import predict
 
-    from taxi_duration.flows import predict, train, tune
+        return predict(spec).to_dict()
+    if isinstance(spec, TuneSpec):
+        from taxi_duration.flows.tune import tune
 
-    if args.command == "predict":
-        return predict(
-            color=args.color,
-            year=args.year,
-            month=args.month,
-            output=args.output,
-            input_path=args.input,
-            model_uri=args.model_uri,
-        ).to_dict()
-    if args.command == "tune":
-        return tune(
-            color=args.color,
-            year=args.year,
-            month=args.month,
-            val_year=args.val_year,
-            val_month=args.val_month,
-            train_path=args.train_path,
-            val_path=args.val_path,
-            trials=args.trials,
-            timeout=args.timeout,
-            jobs=args.jobs,
-            seed=args.seed,
-            min_improvement=args.min_improvement,
-        ).to_dict()
-    summary = train(
-        color=args.color,
-        year=args.year,
-        month=args.month,
-        val_year=args.val_year,
-        val_month=args.val_month,
-        validation=not args.no_validation,
-        train_path=args.train_path,
-        val_path=args.val_path,
-        model=args.model,
-        features=args.features,
-        preset=args.preset,
-        min_improvement=args.min_improvement,
-    )
-    return summary.to_dict()
+        return tune(spec).to_dict()
+    from taxi_duration.flows.train import train
 
-
-def _check_before_running(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Checks that need no server, so that a bad argument fails at once."""
-    if args.command == "predict":
-        check_color_and_month(args.color, Month(args.year, args.month))
-        if args.input:
-            check_local_file(Path(args.input), "input")
-        return
-    if args.command == "backtest":
-        from taxi_duration.backtest import month_range
-
-        month_range(args.start, args.end)
-        for month in (args.start, args.end):
-            check_color_and_month(args.color, month)
-        training_config(args.model, args.features, args.preset)
-        return
-    if args.command not in ("train", "tune"):
-        return
-    if (args.val_year is None) != (args.val_month is None):
-        parser.error("--val-year and --val-month go together")
-    validation = not getattr(args, "no_validation", False)
-    if not validation and args.val_year is not None:
-        parser.error("--no-validation conflicts with --val-year/--val-month")
-    TrainRequest.build(
-        args.color,
-        args.year,
-        args.month,
-        args.val_year,
-        args.val_month,
-        validation,
-        args.train_path,
-        args.val_path,
-    )
-    if args.command == "train":
-        training_config(args.model, args.features, args.preset)
+    return train(typing.cast(TrainSpec, spec)).to_dict()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -392,9 +292,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return stack.run(args.action)
     try:
-        _check_before_running(parser, args)
+        if args.command == "promote" and args.version < 1:
+            raise InvalidInputError(f"version {args.version} is out of range: 1 or more")
+        spec = spec_from_args(args) if args.command in COMMANDS else None
         _configure_runtime(args.verbose)
-        result = _run(args)
+        result = _run(args.command, spec, args)
     except TaxiDurationError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return error.exit_code

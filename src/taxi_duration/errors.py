@@ -1,4 +1,14 @@
-"""Errors a user can act on. Their message is one line naming the bad value and what is allowed."""
+"""Every failure a user can act on. Each message is one line naming the value and what is allowed.
+
+Adapters translate a library's exception into one of these where they call the library; the
+CLI turns them into one line on stderr and an exit code in one place (``cli.main``):
+2 for bad input, 1 for a run that failed.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import Any
 
 
 class TaxiDurationError(Exception):
@@ -21,6 +31,10 @@ class DownloadError(TaxiDurationError):
     """The download failed in a way that may pass (5xx, dropped or short response)."""
 
 
+class StorageError(TaxiDurationError):
+    """A local folder cannot be written (read-only, full, not a folder). Retrying will not help."""
+
+
 class DataError(TaxiDurationError):
     """A data file is unusable: not parquet, a column missing or of the wrong type, no rows kept."""
 
@@ -31,3 +45,34 @@ class RegistryError(TaxiDurationError):
 
 class TrackingError(TaxiDurationError):
     """The MLflow tracking server is unreachable or failing (after bounded retries)."""
+
+
+class TuningError(TaxiDurationError):
+    """A hyperparameter search ended without a single completed trial."""
+
+
+class StackError(TaxiDurationError):
+    """The local stack (``taxi-duration stack``) cannot start, stop or be read."""
+
+
+class BacktestFailedError(TaxiDurationError):
+    """Some pairs of a backtest failed; ``summary`` still holds every pair's result."""
+
+    def __init__(self, message: str, summary: Any) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable (Prefect stores the exception)
+        return (type(self), (str(self), self.summary))
+
+
+# Failures that a retry may mend; every other one is final (see the ingest task's retries).
+TRANSIENT_ERRORS: tuple[type[TaxiDurationError], ...] = (DownloadError,)
+
+
+def is_storage_failure(error: OSError) -> bool:
+    """Whether ``error`` is a local folder that cannot be written (not a network failure,
+    which libraries such as requests also raise as OSError)."""
+    return isinstance(
+        error, (PermissionError, NotADirectoryError, IsADirectoryError, FileExistsError)
+    ) or error.errno in (errno.EROFS, errno.ENOSPC, errno.EDQUOT)

@@ -20,6 +20,8 @@ from taxi_duration.errors import (
     DownloadError,
     InvalidInputError,
     MonthNotPublishedError,
+    StorageError,
+    is_storage_failure,
 )
 from taxi_duration.months import Month
 
@@ -59,10 +61,13 @@ def check_parquet(path: Path) -> None:
 
 
 def check_local_file(path: Path, role: str) -> Path:
-    """A user-given data file: it must exist and be parquet."""
+    """A user-given data file: it must exist and be parquet (else it is bad input)."""
     if not path.is_file():
         raise InvalidInputError(f"{role} file {path} does not exist")
-    check_parquet(path)
+    try:
+        check_parquet(path)
+    except DataError as error:
+        raise InvalidInputError(f"{role} file {error}") from None
     return path
 
 
@@ -85,8 +90,16 @@ def download_month(
         except DataError:
             target.unlink()  # corrupt cache: fetch it again
     url = tlc_url(base_url, color, month)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    _download(url, target, color, month, timeout_seconds, progress)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        _download(url, target, color, month, timeout_seconds, progress)
+    except OSError as error:  # a full disk or a read-only folder: retrying will not help
+        if not is_storage_failure(error):
+            raise
+        raise StorageError(
+            f"data directory {cache_dir} cannot be written: {error.strerror or error} "
+            "(set TAXI_DURATION_DATA_DIR to a writable folder)"
+        ) from None
     return target
 
 

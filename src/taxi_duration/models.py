@@ -27,7 +27,7 @@ Features: TypeAlias = sp.csr_matrix | pd.DataFrame
 
 @dataclass(frozen=True)
 class XGBoostParams:
-    """Booster parameters and the boosting schedule."""
+    """Booster parameters and how many rounds to boost."""
 
     params: dict[str, Any]
     num_boost_round: int
@@ -91,11 +91,16 @@ class TrainingConfig:
     def uses_native_categorical(self) -> bool:
         return self.model == "xgboost" and self.feature_set.native_categorical
 
+    def booster_params(self) -> XGBoostParams:
+        """The XGBoost parameters; a linear model has none."""
+        if self.xgboost is None:
+            raise InvalidInputError(f"model {self.model!r} has no booster parameters")
+        return self.xgboost
+
     def with_xgboost_params(self, params: dict[str, Any]) -> TrainingConfig:
         """The same config with booster parameters overridden (e.g. by tuning)."""
-        assert self.xgboost is not None
-        schedule = replace(self.xgboost, params={**self.xgboost.params, **params})
-        return replace(self, xgboost=schedule, preset=None)
+        base = self.booster_params()
+        return replace(self, xgboost=replace(base, params={**base.params, **params}), preset=None)
 
     def params(self) -> dict[str, Any]:
         """Flat parameters for tracking."""
@@ -121,11 +126,8 @@ PRESETS = {
 def training_config(
     model: str | None = None, features: str | None = None, preset: str | None = None
 ) -> TrainingConfig:
-    """Resolve CLI/flow choices into a config; a preset fixes model and features."""
+    """Chosen names (checked by the spec) as a config; a preset fixes model and features."""
     if preset is not None:
-        if preset not in PRESETS:
-            allowed = ", ".join(PRESETS)
-            raise InvalidInputError(f"preset {preset!r} is unknown: allowed are {allowed}")
         config = PRESETS[preset]
         for option, given, fixed in (
             ("model", model, config.model),
@@ -137,12 +139,10 @@ def training_config(
                 )
         return config
     model = model or "xgboost"
-    if model not in MODEL_KINDS:
-        raise InvalidInputError(f"model {model!r} is unknown: allowed are {', '.join(MODEL_KINDS)}")
-    features = features or "default"
-    feature_set(features)  # validates the name
     return TrainingConfig(
-        model=model, features=features, xgboost=DEFAULT_XGBOOST if model == "xgboost" else None
+        model=model,
+        features=features or "default",
+        xgboost=DEFAULT_XGBOOST if model == "xgboost" else None,
     )
 
 
@@ -152,6 +152,32 @@ def encode(preprocessor: Preprocessor, frame: pd.DataFrame, config: TrainingConf
         return preprocessor.transform_frame(frame)
     matrix: Features = preprocessor.transform_sparse(frame)
     return matrix
+
+
+@dataclass(frozen=True)
+class FeatureData:
+    """A month pair as the model sees it: the preprocessor fitted on the training month,
+    and both months encoded with it."""
+
+    preprocessor: Preprocessor
+    x_train: Features
+    y_train: np.ndarray
+    x_val: Features | None
+    y_val: np.ndarray | None
+
+
+def month_pair_features(
+    config: TrainingConfig, train: pd.DataFrame, val: pd.DataFrame | None
+) -> FeatureData:
+    """Fit the preprocessor on the training month's prepared trips; encode both months."""
+    preprocessor = Preprocessor.fit(train, config.feature_set)
+    return FeatureData(
+        preprocessor=preprocessor,
+        x_train=encode(preprocessor, train, config),
+        y_train=train["duration"].to_numpy(),
+        x_val=None if val is None else encode(preprocessor, val, config),
+        y_val=None if val is None else val["duration"].to_numpy(),
+    )
 
 
 def n_features(features: Features) -> int:
@@ -184,34 +210,33 @@ def fit_estimator(
         from taxi_duration.linear import fit_linear_regression  # scikit-learn's fit, fast
 
         return FitResult(fit_linear_regression(x_train, y_train))
-    assert config.xgboost is not None
     dtrain = dmatrix(x_train, y_train)
     dval = dmatrix(x_val, y_val) if x_val is not None and y_val is not None else None
-    return train_booster(config.xgboost, dtrain, dval)
+    return train_booster(config.booster_params(), dtrain, dval)
 
 
 def train_booster(
-    schedule: XGBoostParams,
+    booster_params: XGBoostParams,
     dtrain: xgb.DMatrix,
     dval: xgb.DMatrix | None = None,
     callbacks: Sequence[xgb.callback.TrainingCallback] = (),
     nthread: int | None = None,
 ) -> FitResult:
     """Boost on ``dtrain``, stopping early on ``dval`` (the validation month) when given."""
-    params = dict(schedule.params)
+    params = dict(booster_params.params)
     if nthread is not None:
         params["nthread"] = nthread
     evals = [(dval, "validation")] if dval is not None else []
-    rounds = schedule.num_boost_round
-    if not evals and schedule.rounds_without_validation is not None:
-        rounds = schedule.rounds_without_validation
+    rounds = booster_params.num_boost_round
+    if not evals and booster_params.rounds_without_validation is not None:
+        rounds = booster_params.rounds_without_validation
     evals_result: dict[str, dict[str, list[float]]] = {}
     booster = xgb.train(
         params,
         dtrain,
         num_boost_round=rounds,
         evals=evals,
-        early_stopping_rounds=schedule.early_stopping_rounds if evals else None,
+        early_stopping_rounds=booster_params.early_stopping_rounds if evals else None,
         evals_result=evals_result,
         verbose_eval=False,
         callbacks=list(callbacks),
@@ -219,7 +244,7 @@ def train_booster(
     best_iteration = None
     if evals:
         best_iteration = booster.best_iteration
-        if schedule.keep_best_iteration:
+        if booster_params.keep_best_iteration:
             booster = booster[: best_iteration + 1]
     history = {
         f"{name}_{metric}": [float(v) for v in values]

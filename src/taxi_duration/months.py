@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from taxi_duration.errors import InvalidInputError
 
@@ -30,6 +31,12 @@ class Month:
         if match is None:
             raise InvalidInputError(f"month {text!r} is not of the form YYYY-MM")
         return cls(int(match.group(1)), int(match.group(2)))
+
+    @classmethod
+    def current(cls) -> Month:
+        """The calendar month it is now, in UTC."""
+        now = datetime.now(UTC)
+        return cls(now.year, now.month)
 
     def next(self) -> Month:
         """The following month; December wraps to January of the next year."""

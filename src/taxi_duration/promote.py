@@ -1,16 +1,25 @@
 """Promote: whether a newly registered version replaces the champion.
 
 The new version becomes champion only if its validation RMSE beats the champion's on the
-same month by at least ``min_improvement`` (minutes); otherwise it is the challenger. The
-first version ever registered becomes champion.
+same trips by strictly more than ``min_improvement`` (minutes): with the default 0, any
+improvement at all; a tie keeps the champion. Otherwise it is the challenger. The first
+version ever registered becomes champion.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+
+import numpy as np
+
+from taxi_duration.evaluate import rmse
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+
+# A registered version's predictions for the validation trips, by version.
+Scorer = Callable[[str], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -28,34 +37,42 @@ class PromotionDecision:
         return CHAMPION if self.promoted else CHALLENGER
 
 
-def decide_promotion(
-    new_rmse: float | None,
+def compare_on(truth: np.ndarray, new: np.ndarray, champion: np.ndarray) -> tuple[float, float]:
+    """Both versions' RMSE on the trips that both of them predict (finite predictions)."""
+    scored = np.isfinite(new) & np.isfinite(champion)
+    return rmse(truth[scored], new[scored]), rmse(truth[scored], champion[scored])
+
+
+def choose_champion(
+    version: str,
     champion_version: str | None,
-    champion_rmse: float | None,
+    truth: np.ndarray | None,
+    score: Scorer,
     min_improvement: float = 0.0,
 ) -> PromotionDecision:
-    """Compare a new version's RMSE with the champion's on the same validation month."""
-    if min_improvement < 0:
-        raise ValueError(f"min_improvement {min_improvement:g} is negative")
+    """Whether ``version`` replaces the champion: both are scored on the validation trips
+    (``truth``, their true durations) and compared."""
     if champion_version is None:
-        return PromotionDecision(True, "first version: no champion yet", new_rmse, None, None)
-    if new_rmse is None or champion_rmse is None:
+        return PromotionDecision(True, "first version: no champion yet", None, None, None)
+    if truth is None:
         return PromotionDecision(
             False,
             "no validation month to compare on: the champion stays",
-            new_rmse,
-            champion_rmse,
+            None,
+            None,
             champion_version,
         )
+    new_rmse, champion_rmse = compare_on(truth, score(version), score(champion_version))
     improvement = champion_rmse - new_rmse
-    if improvement > min_improvement or (min_improvement == 0 and improvement > 0):
+    promoted = improvement > min_improvement
+    if promoted:
         reason = (
             f"RMSE {new_rmse:.4f} beats champion v{champion_version}'s {champion_rmse:.4f} "
-            f"by {improvement:.4f}"
+            f"by {improvement:.4f}, more than {min_improvement:g}"
         )
-        return PromotionDecision(True, reason, new_rmse, champion_rmse, champion_version)
-    reason = (
-        f"RMSE {new_rmse:.4f} does not beat champion v{champion_version}'s "
-        f"{champion_rmse:.4f} by more than {min_improvement:g}"
-    )
-    return PromotionDecision(False, reason, new_rmse, champion_rmse, champion_version)
+    else:
+        reason = (
+            f"RMSE {new_rmse:.4f} does not beat champion v{champion_version}'s "
+            f"{champion_rmse:.4f} by more than {min_improvement:g}"
+        )
+    return PromotionDecision(promoted, reason, new_rmse, champion_rmse, champion_version)

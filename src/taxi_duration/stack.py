@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
-from taxi_duration.errors import TaxiDurationError
+from taxi_duration.errors import StackError, TaxiDurationError
 from taxi_duration.settings import TLC_DATA_URL
 
 if TYPE_CHECKING:
@@ -50,10 +50,6 @@ STOP_GRACE_SECONDS = 20.0
 SERVICES = ("prefect-server", "mlflow-server", "worker")
 
 _Parser = TypeVar("_Parser", bound=argparse.ArgumentParser)
-
-
-class StackError(TaxiDurationError):
-    """The stack could not start or stop (a port in use, a service that died or never answered)."""
 
 
 @dataclass(frozen=True)

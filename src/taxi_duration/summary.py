@@ -1,9 +1,65 @@
-"""What a training run did: printed by the CLI, given as JSON, shown as a Prefect artifact."""
+"""What a training run did: the record logged to MLflow, and the summary printed by the CLI,
+given as JSON and shown as a Prefect artifact."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from taxi_duration import __version__
+from taxi_duration.models import FitResult, TrainingConfig
+from taxi_duration.months import Month
+from taxi_duration.prepare import PreparedTrips, raw_example
+from taxi_duration.promote import PromotionDecision
+
+if TYPE_CHECKING:
+    from taxi_duration.models import TripDurationModel
+    from taxi_duration.tracking import RegisteredModel
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What a training run logs: its name, parameters, metrics, tags, learning curve, and an
+    input example for the model's signature; ``run_id`` to log into a started run."""
+
+    run_name: str
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    tags: dict[str, str]
+    history: dict[str, list[float]] = field(default_factory=dict)
+    input_example: pd.DataFrame | None = None
+    run_id: str | None = None
+
+
+def run_record(
+    config: TrainingConfig,
+    color: str,
+    months: tuple[Month, Month | None],
+    trips: tuple[PreparedTrips, PreparedTrips | None],
+    fit: FitResult,
+    metrics: dict[str, float],
+    n_features: int,
+) -> RunRecord:
+    """The record of a run that trained ``config`` on ``trips`` of ``months`` (train, val)."""
+    train_month, val_month = str(months[0]), str(months[1] or "none")
+    train, val = trips
+    counts = {"rows_loaded": train.rows_loaded, "rows_kept": train.rows_kept}
+    if val is not None:
+        counts.update(val_rows_loaded=val.rows_loaded, val_rows=val.rows_kept)
+    logged = {**metrics, **{key: float(value) for key, value in counts.items()}}
+    if fit.best_iteration is not None:
+        logged["best_iteration"] = fit.best_iteration
+    tags = {"color": color, "train_month": train_month, "val_month": val_month}
+    return RunRecord(
+        run_name=f"{config.preset or config.model}-{config.features}-{color}-{train_month}",
+        params={**config.params(), **tags, "n_features": n_features},
+        metrics=logged,
+        tags={**tags, "taxi_duration_version": __version__},
+        history=fit.history,
+        input_example=raw_example(train.frame, color),
+    )
 
 
 @dataclass
@@ -39,6 +95,56 @@ class TrainSummary:
     promotion_reason: str = ""
     best_params: dict[str, Any] | None = None  # tune only
     n_trials: int | None = None  # tune only
+
+    @classmethod
+    def of_run(
+        cls,
+        record: RunRecord,
+        model: TripDurationModel,
+        fit: FitResult,
+        registered: RegisteredModel,
+        decision: PromotionDecision,
+        tracking_uri: str,
+        timings: dict[str, float],
+    ) -> TrainSummary:
+        """The summary of a run that logged ``record`` and registered ``model``."""
+        metrics, val_month = record.metrics, record.tags["val_month"]
+
+        def count(name: str) -> int | None:
+            return int(metrics[name]) if name in metrics else None
+
+        config = model.config
+        return cls(
+            color=record.tags["color"],
+            train_month=record.tags["train_month"],
+            val_month=None if val_month == "none" else val_month,
+            model=config.model,
+            features=config.features,
+            preset=config.preset,
+            rows_loaded=int(metrics["rows_loaded"]),
+            rows_kept=int(metrics["rows_kept"]),
+            val_rows_loaded=count("val_rows_loaded"),
+            val_rows=count("val_rows"),
+            n_features=int(record.params["n_features"]),
+            rmse=metrics.get("rmse"),
+            mae=metrics.get("mae"),
+            rmse_train=metrics["rmse_train"],
+            intercept=model.intercept,
+            best_iteration=fit.best_iteration,
+            run_id=registered.run_id,
+            model_name=registered.model_name,
+            model_version=registered.model_version,
+            model_uri=registered.model_uri,
+            model_size_bytes=registered.model_size_bytes,
+            tracking_uri=tracking_uri,
+            timings=timings,
+            promoted=decision.promoted,
+            champion_version=registered.model_version
+            if decision.promoted
+            else decision.previous_champion,
+            champion_rmse=decision.champion_rmse,
+            promotion_reason=decision.reason,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

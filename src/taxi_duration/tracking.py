@@ -28,11 +28,18 @@ from mlflow.pyfunc.model import PythonModel
 from mlflow.tracking import MlflowClient
 from mlflow.types.schema import AnyType, ColSpec, Schema
 
-from taxi_duration.errors import InvalidInputError, RegistryError, TrackingError
+from taxi_duration.errors import (
+    InvalidInputError,
+    RegistryError,
+    StorageError,
+    TrackingError,
+    is_storage_failure,
+)
 from taxi_duration.models import TripDurationModel
 from taxi_duration.prepare import RAW_PICKUP_COLUMNS, ZONE_COLUMNS, raw_example
 from taxi_duration.promote import CHALLENGER, CHAMPION, PromotionDecision
 from taxi_duration.settings import Settings
+from taxi_duration.summary import RunRecord
 
 _PYFUNC_ENTRY_POINT = Path(__file__).with_name("pyfunc_model.py")
 # Listed explicitly: inferring them starts a subprocess and takes seconds.
@@ -126,6 +133,10 @@ def translate_errors(call: _Call) -> _Call:
         try:
             return call(settings, *args, **kwargs)
         except (MlflowException, OSError) as error:
+            if isinstance(error, OSError) and is_storage_failure(error):
+                raise StorageError(
+                    f"MLflow store {settings.tracking_uri} cannot be written: {error}"
+                ) from error
             if isinstance(error, MlflowException) and not _unreachable(error):
                 summary = str(error).strip().splitlines()[0] if str(error).strip() else ""
                 raise TrackingError(
@@ -194,39 +205,30 @@ def experiment_id(client: MlflowClient, settings: Settings) -> str:
 
 @translate_errors
 def log_and_register(
-    settings: Settings,
-    *,
-    run_name: str,
-    model: TripDurationModel,
-    params: dict[str, Any],
-    metrics: dict[str, float],
-    tags: dict[str, str],
-    history: dict[str, list[float]],
-    input_example: pd.DataFrame,
-    work_dir: Path,
-    run_id: str | None = None,
+    settings: Settings, model: TripDurationModel, record: RunRecord, work_dir: Path
 ) -> RegisteredModel:
     """Log everything about a training run, then register its model as a new version.
 
-    With ``run_id``, log into that (already started) run, e.g. a tuning run's parent.
+    With ``record.run_id``, log into that (already started) run, e.g. a tuning run's parent.
     """
     client = _configure(settings)
     model_file = work_dir / "model.pkl"
     with open(model_file, "wb") as file:
         pickle.dump(model, file, protocol=pickle.HIGHEST_PROTOCOL)
     signature = _raw_trip_signature()
+    run_id = record.run_id
     with mlflow.start_run(
         run_id=run_id,
         experiment_id=None if run_id else experiment_id(client, settings),
-        run_name=None if run_id else run_name,
+        run_name=None if run_id else record.run_name,
     ) as run:
-        mlflow.log_params(params)
-        mlflow.log_metrics(metrics)
-        mlflow.set_tags(tags)
+        mlflow.log_params(record.params)
+        mlflow.log_metrics(record.metrics)
+        mlflow.set_tags(record.tags)
         now = int(time.time() * 1000)
         curve = [
             Metric(key, value, now, step)
-            for key, values in history.items()
+            for key, values in record.history.items()
             for step, value in enumerate(values)
         ]
         for start in range(0, len(curve), 1000):
@@ -236,7 +238,7 @@ def log_and_register(
             python_model=str(_PYFUNC_ENTRY_POINT),
             artifacts={"model": str(model_file)},
             signature=signature,
-            input_example=input_example,
+            input_example=record.input_example,
             pip_requirements=[f"{name}=={package_version(name)}" for name in _PIP_PACKAGES],
         )
     # ModelInfo lacks the size MLflow records in the MLmodel file.
@@ -261,6 +263,20 @@ def start_parent_run(settings: Settings, run_name: str, tags: dict[str, str]) ->
     return str(run.info.run_id)
 
 
+@contextlib.contextmanager
+def parent_run(settings: Settings, run_name: str, tags: dict[str, str]) -> Iterator[str]:
+    """A started parent run's id; marked FAILED if the block raises (the block ends it
+    otherwise). The block's error is the one that propagates, even if marking fails."""
+    run_id = start_parent_run(settings, run_name, tags)
+    try:
+        yield run_id
+    except BaseException:
+        with contextlib.suppress(TrackingError):
+            end_run(settings, run_id, "FAILED")
+        raise
+
+
+@translate_errors
 def log_nested_run(
     settings: Settings,
     parent_run_id: str,
@@ -287,6 +303,7 @@ def log_nested_run(
     return str(run.info.run_id)
 
 
+@translate_errors
 def end_run(settings: Settings, run_id: str, status: str) -> None:
     """Mark a run FINISHED or FAILED (e.g. a parent run whose flow failed)."""
     _configure(settings).set_terminated(run_id, status=status)
@@ -295,22 +312,31 @@ def end_run(settings: Settings, run_id: str, status: str) -> None:
 # ---- the champion -----------------------------------------------------------------------
 
 
+def _unless_unreachable(settings: Settings, error: MlflowException) -> None:
+    """Raise the one-line TrackingError if ``error`` is the server failing, not an answer."""
+    if _unreachable(error):
+        raise _unreachable_error(settings, error) from error
+
+
+@translate_errors
 def champion_version(settings: Settings) -> str | None:
     """The version the ``champion`` alias points to, if any."""
     client = _configure(settings)
     try:
         return str(client.get_model_version_by_alias(settings.model_name, CHAMPION).version)
     except MlflowException as error:
-        if _unreachable(error):  # a server that fails is not "no champion yet"
-            raise _unreachable_error(settings, error) from error
+        _unless_unreachable(settings, error)  # a server that fails is not "no champion yet"
         return None
 
 
-def load_model(uri: str) -> Any:
+@translate_errors
+def load_model(settings: Settings, uri: str) -> Any:
     """The pyfunc at ``uri`` (e.g. ``models:/nyc-taxi-duration@champion``)."""
+    _configure(settings)
     return mlflow.pyfunc.load_model(uri)
 
 
+@translate_errors
 def resolve_version(settings: Settings, uri: str) -> str:
     """The registry version a ``models:/name/N`` or ``models:/name@alias`` URI stands for."""
     client = _configure(settings)
@@ -323,7 +349,9 @@ def resolve_version(settings: Settings, uri: str) -> str:
             return str(client.get_model_version_by_alias(name, alias).version)
         name, version = reference.rsplit("/", 1)
         return str(client.get_model_version(name, version).version)
-    except (MlflowException, ValueError):
+    except (MlflowException, ValueError) as error:
+        if isinstance(error, MlflowException):
+            _unless_unreachable(settings, error)
         raise RegistryError(
             f"model {uri} is not in the registry at {settings.tracking_uri}: "
             "train one first or give another --model-uri"
@@ -333,8 +361,7 @@ def resolve_version(settings: Settings, uri: str) -> str:
 @translate_errors
 def score_version(settings: Settings, version: str, trips: pd.DataFrame, color: str) -> np.ndarray:
     """Predictions of a registered version for prepared trips (e.g. the validation month)."""
-    _configure(settings)
-    model = load_model(f"models:/{settings.model_name}/{version}")
+    model = load_model(settings, f"models:/{settings.model_name}/{version}")
     return np.asarray(model.predict(raw_example(trips, color, rows=None)), dtype=np.float64)
 
 
@@ -356,12 +383,14 @@ def record_promotion(settings: Settings, version: str, decision: PromotionDecisi
     client.set_registered_model_alias(settings.model_name, decision.alias, version)
 
 
+@translate_errors
 def set_champion(settings: Settings, version: str) -> str | None:
     """Make ``version`` the champion by hand (e.g. a rollback); returns the previous one."""
     client = _configure(settings)
     try:
         client.get_model_version(settings.model_name, version)
-    except MlflowException:
+    except MlflowException as error:
+        _unless_unreachable(settings, error)
         raise InvalidInputError(
             f"version {version} of model {settings.model_name!r} does not exist"
         ) from None
@@ -379,6 +408,7 @@ def set_champion(settings: Settings, version: str) -> str | None:
 # ---- backtests ----------------------------------------------------------------------------
 
 
+@translate_errors
 def log_parent_results(
     settings: Settings,
     run_id: str,

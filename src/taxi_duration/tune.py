@@ -16,7 +16,8 @@ from typing import Any
 import optuna
 import xgboost as xgb
 
-from taxi_duration.models import FitResult, XGBoostParams, train_booster
+from taxi_duration.errors import InvalidInputError, TuningError
+from taxi_duration.models import FeatureData, FitResult, XGBoostParams, dmatrix, train_booster
 
 # A trial whose validation RMSE is worse than the median of earlier trials at the same
 # round, after a few warm-up rounds, is stopped.
@@ -87,8 +88,7 @@ class _PruneOnValidation(xgb.callback.TrainingCallback):
 
 def tune_xgboost(
     base: XGBoostParams,
-    dtrain: xgb.DMatrix,
-    dval: xgb.DMatrix,
+    data: FeatureData,
     *,
     n_trials: int,
     timeout_seconds: float | None = None,
@@ -97,20 +97,23 @@ def tune_xgboost(
     on_trial: Callable[[TrialRecord], None] | None = None,
 ) -> TuneResult:
     """Search booster parameters around ``base``; the best has the lowest validation RMSE."""
+    if data.x_val is None or data.y_val is None:
+        raise InvalidInputError("tuning needs a validation month to score the trials on")
+    dtrain, dval = dmatrix(data.x_train, data.y_train), dmatrix(data.x_val, data.y_val)
     threads_per_trial = max(1, (os.cpu_count() or 1) // jobs)
 
     def objective(trial: optuna.Trial) -> float:
-        schedule = XGBoostParams(
+        booster_params = XGBoostParams(
             params={**base.params, **suggest_params(trial), "seed": seed},
             num_boost_round=base.num_boost_round,
             early_stopping_rounds=base.early_stopping_rounds,
             rounds_without_validation=base.rounds_without_validation,
         )
         fit: FitResult = train_booster(
-            schedule, dtrain, dval, [_PruneOnValidation(trial)], nthread=threads_per_trial
+            booster_params, dtrain, dval, [_PruneOnValidation(trial)], nthread=threads_per_trial
         )
-        assert fit.best_iteration is not None
-        trial.set_user_attr("rounds", fit.best_iteration + 1)
+        # Early stopping on the validation month always sets the best iteration.
+        trial.set_user_attr("rounds", (fit.best_iteration or 0) + 1)
         return min(fit.history["validation_rmse"])
 
     def record(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -133,7 +136,7 @@ def tune_xgboost(
     trials = [_record(trial) for trial in study.trials]
     completed = [t for t in trials if t.state == "COMPLETE"]
     if not completed:
-        raise RuntimeError(f"no tuning trial completed out of {len(trials)}")
+        raise TuningError(f"no tuning trial completed out of {len(trials)}")
     return TuneResult(
         best_params=dict(study.best_params),
         best_rmse=float(study.best_value),

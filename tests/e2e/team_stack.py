@@ -53,6 +53,11 @@ ISOLATED = (
 )
 
 
+def spec(**fields: object) -> tuple[str, str]:
+    """``prefect deployment run`` arguments giving the flow its one parameter, the spec."""
+    return "--param", f"spec={json.dumps(fields)}"
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))

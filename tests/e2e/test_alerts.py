@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from team_stack import BIN, SMTPSink, Stack, WebhookReceiver, run, stack_command
+from team_stack import BIN, SMTPSink, Stack, WebhookReceiver, run, spec, stack_command
 
 from taxi_duration import alerts
 
@@ -55,12 +55,10 @@ def test_a_failing_run_alerts_once_by_email_and_webhook_and_a_successful_run_not
     webhook_receiver: WebhookReceiver,
 ) -> None:
     before = counts(smtp_sink, webhook_receiver)
-    succeeding = team_stack.trigger(
-        "train/monthly", "--param", "year=2023", "--param", "month=1", "--param", "model=linear"
-    )
+    succeeding = team_stack.trigger("train/monthly", *spec(year=2023, month=1, model="linear"))
     succeeded = team_stack.wait_completed(succeeding)
     # June 2023 is not among the generated months: the data server answers 404.
-    failing = team_stack.trigger("train/monthly", "--param", "year=2023", "--param", "month=6")
+    failing = team_stack.trigger("train/monthly", *spec(year=2023, month=6))
     failed = team_stack.wait_final(failing)
     assert failed["state"]["type"] == "FAILED", failed["state"]
 
@@ -145,9 +143,7 @@ def test_up_again_updates_the_alerts_in_place_and_tells_of_a_new_champion(
         with contextlib.suppress(MlflowException):  # no model or no alias yet
             client.delete_registered_model_alias("nyc-taxi-duration", "champion")
         before = counts(smtp_sink, webhook_receiver)
-        flow_run_id = team_stack.trigger(
-            "train/monthly", "--param", "year=2023", "--param", "month=2", "--param", "model=linear"
-        )
+        flow_run_id = team_stack.trigger("train/monthly", *spec(year=2023, month=2, model="linear"))
         flow_run = team_stack.wait_completed(flow_run_id)
         mlflow_run_id = flow_run["labels"]["mlflow.run_id"]
         arrived = wait_for(

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from taxi_duration.flows import STEPS
+from taxi_duration.flows.train import STEPS
 
 pytestmark = pytest.mark.slow
 

@@ -6,7 +6,7 @@ import subprocess
 from datetime import datetime
 
 import pytest
-from team_stack import Stack
+from team_stack import Stack, spec
 
 pytestmark = pytest.mark.slow
 
@@ -18,15 +18,7 @@ def test_a_second_monthly_run_waits_for_the_first(
     assert monthly["global_concurrency_limit"]["limit"] == 1
 
     run_ids = [
-        team_stack.trigger(
-            "train/monthly",
-            "--param",
-            "year=2023",
-            "--param",
-            f"month={month}",
-            "--param",
-            "model=linear",
-        )
+        team_stack.trigger("train/monthly", *spec(year=2023, month=month, model="linear"))
         for month in (1, 2)
     ]
     runs = sorted(

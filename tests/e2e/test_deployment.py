@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import mlflow.artifacts
 import pytest
+from data_server import SERVED_REQUESTS
 from mlflow.tracking import MlflowClient
 
 pytestmark = pytest.mark.slow
@@ -168,23 +169,27 @@ def logs(stack: Stack, flow_run_id: str) -> str:
     return "\n".join(f"{record['level']:>2} {record['message']}" for record in records)
 
 
-def wait_for_completion(stack: Stack, flow_run_id: str) -> dict[str, Any]:
-    """Poll the flow run until it is final; fail with its logs and the worker's unless Completed."""
+def wait_for_end(stack: Stack, flow_run_id: str) -> tuple[str, dict[str, Any]]:
+    """Poll the flow run until it is final; its state type (or why not) and the run."""
     deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
     while True:
         flow_run = api(stack, "GET", f"/flow_runs/{flow_run_id}")
         state = flow_run["state"]["type"]
         if state in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}:
-            break
+            return state, dict(flow_run)
         if time.monotonic() > deadline:
-            state = f"still {state} after {RUN_TIMEOUT_SECONDS}s"
-            break
+            return f"still {state} after {RUN_TIMEOUT_SECONDS}s", dict(flow_run)
         time.sleep(2)
+
+
+def wait_for_completion(stack: Stack, flow_run_id: str) -> dict[str, Any]:
+    """Wait for the flow run's end; fail with its logs and the worker's unless Completed."""
+    state, flow_run = wait_for_end(stack, flow_run_id)
     assert state == "COMPLETED", (
         f"flow run {flow_run_id}: {state}\n--- flow run logs\n{logs(stack, flow_run_id)}"
         f"\n--- worker log\n{stack.worker_log()}"
     )
-    return dict(flow_run)
+    return flow_run
 
 
 def summary_artifact(stack: Stack, flow_run_id: str) -> str:
@@ -234,7 +239,7 @@ def test_deploy_creates_the_scheduled_and_manual_deployments(
     for flow_name, entrypoint in [
         ("tune", "taxi_duration.flows.tune.tune"),
         ("predict", "taxi_duration.flows.predict.predict"),
-        ("backtest", "taxi_duration.flows.backtest.backtest_flow"),
+        ("backtest", "taxi_duration.flows.backtest.backtest"),
     ]:
         manual = api(stack, "GET", f"/deployments/name/{flow_name}/manual")
         assert manual["schedules"] == []
@@ -245,9 +250,7 @@ def test_deploy_creates_the_scheduled_and_manual_deployments(
 def test_a_run_with_explicit_months_trains_registers_and_publishes_a_summary(
     stack: Stack, deployed: subprocess.CompletedProcess[str], tmp_path: Path
 ) -> None:
-    flow_run_id = trigger(
-        stack, "--param", "year=2023", "--param", "month=1", "--param", "model=linear"
-    )
+    flow_run_id = trigger(stack, "--param", 'spec={"year": 2023, "month": 1, "model": "linear"}')
     flow_run = wait_for_completion(stack, flow_run_id)
     assert flow_run["work_pool_name"] == "taxi-duration"
 
@@ -277,13 +280,36 @@ def test_a_scheduled_run_picks_the_newest_published_months(
 ) -> None:
     # As the cron schedule would on 3 May 2023: April is not published (generated months
     # are 2023-01..03), so it trains on February and validates on March.
-    flow_run_id = trigger(stack, "--start-at", "2023-05-03 09:00:00 UTC", "--param", "model=linear")
+    flow_run_id = trigger(
+        stack, "--start-at", "2023-05-03 09:00:00 UTC", "--param", 'spec={"model": "linear"}'
+    )
     wait_for_completion(stack, flow_run_id)
 
     run, _ = registered_version(stack, "2023-02")
     assert run.data.params["val_month"] == "2023-03"
     assert "fell back: validating on 2023-04 not published" in logs(stack, flow_run_id)
     assert "2023-02" in summary_artifact(stack, flow_run_id)
+
+
+def test_a_run_with_a_bad_parameter_fails_at_once_with_one_line_and_downloads_nothing(
+    stack: Stack, deployed: subprocess.CompletedProcess[str], synthetic_data_url: str
+) -> None:
+    requests = SERVED_REQUESTS[synthetic_data_url]
+    before = len(requests)
+    flow_run_id = trigger(
+        stack, "--params", json.dumps({"spec": {"year": 2023, "month": 1, "min_improvement": -1}})
+    )
+    state, flow_run = wait_for_end(stack, flow_run_id)
+
+    assert state == "FAILED", logs(stack, flow_run_id)
+    message = flow_run["state"]["message"]
+    assert "min_improvement -1 is out of range: 0 or more (minutes of RMSE)" in message
+    assert "\n" not in message.strip()
+    assert requests[before:] == []  # rejected before any download or probe
+    task_runs = api(
+        stack, "POST", "/task_runs/filter", {"flow_runs": {"id": {"any_": [flow_run_id]}}}
+    )
+    assert task_runs == []
 
 
 def _stack_env(directory: Path, prefect_port: int) -> dict[str, str]:

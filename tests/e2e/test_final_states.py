@@ -15,7 +15,7 @@ import time
 
 import psutil
 import pytest
-from team_stack import SMTPSink, Stack, stack_command
+from team_stack import SMTPSink, Stack, spec, stack_command
 
 pytestmark = pytest.mark.slow
 
@@ -24,9 +24,7 @@ CRASHED_WITHIN_SECONDS = 120
 
 def start_long_run(stack: Stack) -> str:
     """A tune run of many trials, once it is Running (and has sent its first heartbeat)."""
-    flow_run_id = stack.trigger(
-        "tune/manual", "--param", "year=2023", "--param", "month=1", "--param", "trials=2000"
-    )
+    flow_run_id = stack.trigger("tune/manual", *spec(year=2023, month=1, trials=2000))
     deadline = time.monotonic() + 300
     while stack.call("GET", f"/flow_runs/{flow_run_id}")["state"]["type"] != "RUNNING":
         assert time.monotonic() < deadline, stack.logs(flow_run_id)

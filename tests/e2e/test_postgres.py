@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from team_stack import Stack, deploy, free_port, running_stack
+from team_stack import Stack, deploy, free_port, running_stack, spec
 
 pytestmark = pytest.mark.slow
 
@@ -120,9 +120,7 @@ def test_train_monthly_completes_with_both_servers_on_postgres(
     postgres_stack: Stack, postgres: Postgres
 ) -> None:
     deploy(postgres_stack)
-    flow_run_id = postgres_stack.trigger(
-        "train/monthly", "--param", "year=2023", "--param", "month=1", "--param", "model=linear"
-    )
+    flow_run_id = postgres_stack.trigger("train/monthly", *spec(year=2023, month=1, model="linear"))
     postgres_stack.wait_completed(flow_run_id)
 
     # The run and the model are in PostgreSQL, not in a sqlite file of the stack.

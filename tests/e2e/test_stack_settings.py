@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
-from team_stack import BIN, Stack
+from team_stack import BIN, Stack, spec
 
 pytestmark = pytest.mark.slow
 
@@ -66,15 +66,7 @@ def test_a_worker_restarted_from_a_clean_environment_runs_on_the_stacks_settings
 
     # Yellow: no earlier test downloaded it, so it comes from the stack's data server.
     flow_run_id = team_stack.trigger(
-        "train/monthly",
-        "--param",
-        "color=yellow",
-        "--param",
-        "year=2023",
-        "--param",
-        "month=1",
-        "--param",
-        "model=linear",
+        "train/monthly", *spec(color="yellow", year=2023, month=1, model="linear")
     )
     team_stack.wait_completed(flow_run_id)
     assert str(team_stack.directory / "data" / "yellow_tripdata_2023-01.parquet") in (

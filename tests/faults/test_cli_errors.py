@@ -83,7 +83,7 @@ BACKTEST = ["backtest", "--from", "2023-01", "--to", "2023-03"]
         (["backtest", "--from", "2023-03", "--to", "2023-03"], "one month"),
         (["backtest", "--from", "2012-01", "--to", "2012-03"], "2012-01"),
         ([*BACKTEST, "--workers", "0"], "workers 0"),
-        ([*BACKTEST, "--workers", "2", "--dask-address", "tcp://x:1"], "not allowed with"),
+        ([*BACKTEST, "--workers", "2", "--dask-address", "tcp://x:1"], "not both"),
         ([*BACKTEST, "--model", "forest"], "'forest'"),
         ([*BACKTEST, "--preset", "reference", "--model", "linear"], "reference"),
         # stack

@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.server
 import os
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -232,3 +233,80 @@ def test_a_run_killed_mid_way_completes_when_run_again(
     ]
     versions, champion = registry(workspace)
     assert champion == versions[-1]
+
+
+# --- a data folder that cannot be written: one line, at once, not retried ----------------
+
+
+@pytest.fixture
+def read_only_folder(tmp_path: Path) -> Iterator[Path]:
+    """An empty folder on a read-only file system (root writes through mode bits)."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs as root here: {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=False)
+
+
+@pytest.mark.parametrize("below", ["", "data"], ids=["the folder", "a folder to create in it"])
+def test_a_read_only_data_folder_is_one_line_at_once_without_retries(
+    below: str,
+    read_only_folder: Path,
+    workspace: Path,
+    fault_server: FaultServer,
+    prefect_api_url: str,
+) -> None:
+    data_dir = read_only_folder / below
+    begun = time.monotonic()
+    # A retry would wait at least 30 s (a 60 s backoff, jitter 50%).
+    result = run_cli(
+        workspace,
+        fault_server.url,
+        prefect_api_url,
+        *TRAIN_JAN,
+        TAXI_DURATION_DATA_DIR=str(data_dir),
+        TAXI_DURATION_DOWNLOAD_BACKOFF_SECONDS="60",
+    )
+    elapsed = time.monotonic() - begun
+    line = one_error_line(result)
+    assert result.returncode == 1
+    assert f"data directory {data_dir} cannot be written" in line
+    assert "TAXI_DURATION_DATA_DIR" in line
+    assert elapsed < 30, f"took {elapsed:.0f} s: retried?"
+    assert sum(fault_server.requests.values()) == 0
+    assert registry(workspace) == ([], None)
+
+
+# --- a month after the current one: bad input, refused before anything runs --------------
+
+
+def test_a_future_month_exits_2_at_once(workspace: Path, fault_server: FaultServer) -> None:
+    result = run_cli(
+        workspace,
+        fault_server.url,
+        "http://127.0.0.1:9/api",
+        "train",
+        "--year",
+        "2030",
+        "--month",
+        "1",
+    )
+    line = one_error_line(result)
+    assert result.returncode == 2
+    assert "training month 2030-01 is in the future" in line
+    assert sum(fault_server.requests.values()) == 0
+    assert not (workspace / "data").exists()
+    assert not (workspace / "mlflow").exists()

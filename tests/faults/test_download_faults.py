@@ -14,7 +14,7 @@ from fault_support import FaultServer
 from prefect import flow
 
 from taxi_duration.errors import DataError, DownloadError, MonthNotPublishedError
-from taxi_duration.flows.train import _get_month
+from taxi_duration.flows.tasks import ingest_month
 from taxi_duration.ingest import download_month, tlc_file_name
 from taxi_duration.months import Month
 from taxi_duration.settings import Settings
@@ -27,7 +27,7 @@ BACKOFF = 0.2  # seconds: retries wait ~0.2, 0.4, 0.8 (with Prefect's jitter)
 @flow(name="fetch-month")
 def fetch_month(month: str) -> Path:
     """The train flow's ingest step alone: the ingest task with the settings' retries."""
-    return _get_month(Settings(), "green", Month.parse(month), None)
+    return ingest_month(Settings(), "green", Month.parse(month))
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -10,14 +11,19 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from uuid import UUID
 
 import pytest
+from data_server import SERVED_REQUESTS
 from mlflow.tracking import MlflowClient
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from taxi_duration import cli
-from taxi_duration.backtest import BacktestFailedError
-from taxi_duration.flows import backtest, train
+from taxi_duration.errors import BacktestFailedError
+from taxi_duration.flows.backtest import backtest, run_backtest, task_runner
+from taxi_duration.flows.train import train
+from taxi_duration.specs import BacktestSpec, TrainSpec
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +31,11 @@ pytestmark = pytest.mark.slow
 def test_backtest_matches_train_and_registers_nothing(
     prefect_api: None, data_url: str, workspace: Path, registry: MlflowClient
 ) -> None:
-    summary = backtest(start="2023-01", end="2023-03", model="linear", features="pu_do", workers=2)
+    summary = run_backtest(
+        BacktestSpec.parse(
+            start="2023-01", end="2023-03", model="linear", features="pu_do", workers=2
+        )
+    )
 
     assert [(r.train, r.val) for r in summary.results] == [
         ("2023-01", "2023-02"),
@@ -56,10 +66,12 @@ def test_backtest_matches_train_and_registers_nothing(
 
     for result in summary.results:
         trained = train(
-            year=int(result.train[:4]),
-            month=int(result.train[5:]),
-            model="linear",
-            features="pu_do",
+            TrainSpec.parse(
+                year=int(result.train[:4]),
+                month=int(result.train[5:]),
+                model="linear",
+                features="pu_do",
+            )
         )
         assert result.rmse == pytest.approx(trained.rmse, rel=1e-9)  # BLAS threads differ
         assert result.rows == trained.rows_kept
@@ -91,7 +103,7 @@ def test_the_flow_raises_with_every_pair_result(
     prefect_api: None, data_url: str, workspace: Path
 ) -> None:
     with pytest.raises(BacktestFailedError, match="1 of 1 pairs failed") as raised:
-        backtest(start="2023-03", end="2023-04", model="linear", workers=1)
+        run_backtest(BacktestSpec.parse(start="2023-03", end="2023-04", model="linear", workers=1))
     (result,) = raised.value.summary.results
     assert result.error is not None
     assert "green 2023-04 is not published" in result.error
@@ -104,11 +116,17 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def dask_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder of the cluster's logs: ``scheduler.log``, ``worker.log``."""
+    return tmp_path_factory.mktemp("dask")
+
+
+@pytest.fixture
+def dask_cluster(dask_logs: Path) -> Iterator[str]:
     """A separately started ``dask scheduler`` and one ``dask worker`` (real processes)."""
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
-    logs = tmp_path_factory.mktemp("dask")
+    logs = dask_logs
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     commands = [
         [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
@@ -161,9 +179,51 @@ def test_default_xgboost_on_an_existing_dask_cluster_matches_train(
     workspace: Path,
     dask_cluster: str,
 ) -> None:
-    summary = backtest(start="2023-01", end="2023-02", dask_address=dask_cluster)
+    summary = run_backtest(
+        BacktestSpec.parse(start="2023-01", end="2023-02", dask_address=dask_cluster)
+    )
     assert summary.executor == f"dask cluster at {dask_cluster}"
     (result,) = summary.results
-    trained = train(year=2023, month=1)  # the default model: XGBoost, default features
+    trained = train(TrainSpec.parse(year=2023, month=1))  # the default model
     assert result.rmse == pytest.approx(trained.rmse, rel=1e-9)
     assert result.rows == trained.rows_kept
+
+
+def _task_states(flow_run_id: UUID) -> dict[str, str]:
+    with get_client(sync_client=True) as client:
+        task_runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )
+    return {run.name: run.state.name for run in task_runs if run.state is not None}
+
+
+def test_a_second_backtest_on_a_dask_cluster_reuses_the_prepared_months_without_errors(
+    prefect_api: None,
+    data_url: str,
+    workspace: Path,
+    dask_cluster: str,
+    dask_logs: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The cache key of a task pickled to a Dask worker is computed there, as in-process."""
+    spec = BacktestSpec.parse(
+        start="2023-01", end="2023-02", model="linear", features="pu_do", dask_address=dask_cluster
+    )
+    runner = task_runner(address=dask_cluster)
+    states, downloads = [], []
+    for _ in range(2):
+        state = backtest.with_options(task_runner=runner)(spec, return_state=True)
+        assert state.is_completed()
+        assert state.state_details.flow_run_id is not None
+        states.append(_task_states(state.state_details.flow_run_id))
+        downloads.append([r for r in SERVED_REQUESTS[data_url] if r.startswith("GET")])
+
+    first, second = states
+    months = ("green-2023-01", "green-2023-02")
+    assert {first[f"prepare-{month}"] for month in months} == {"Completed"}
+    assert {second[f"prepare-{month}"] for month in months} == {"Cached"}
+    assert downloads[1] == downloads[0]  # the second run downloaded nothing
+    worker_log = (dask_logs / "worker.log").read_text(errors="replace")
+    assert "cache key" not in worker_log
+    assert " ERROR " not in worker_log, worker_log[-3000:]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

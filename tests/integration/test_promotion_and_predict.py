@@ -13,9 +13,11 @@ from tlc_samples import make_trips
 
 from taxi_duration import tracking
 from taxi_duration.errors import InvalidInputError, RegistryError
-from taxi_duration.flows import predict, train
+from taxi_duration.flows.predict import predict
+from taxi_duration.flows.train import train
 from taxi_duration.months import Month
 from taxi_duration.settings import Settings
+from taxi_duration.specs import PredictSpec, TrainSpec
 
 pytestmark = pytest.mark.slow
 NAME = "nyc-taxi-duration"
@@ -28,13 +30,13 @@ def _alias(registry: MlflowClient, alias: str) -> str:
 def test_a_worse_challenger_does_not_replace_the_champion(
     prefect_api: None, registry: MlflowClient
 ) -> None:
-    first = train(year=2023, month=1)
+    first = train(TrainSpec.parse(year=2023, month=1))
     assert first.promoted
     assert first.champion_version == first.model_version == "1"
     assert "first version" in first.promotion_reason
 
     # One-hot zones with no distance: clearly worse than the default model.
-    worse = train(year=2023, month=1, model="linear", features="separate")
+    worse = train(TrainSpec.parse(year=2023, month=1, model="linear", features="separate"))
     assert not worse.promoted
     assert worse.champion_version == "1"
     assert worse.champion_rmse is not None
@@ -51,10 +53,10 @@ def test_a_worse_challenger_does_not_replace_the_champion(
 def test_a_better_version_becomes_champion_unless_short_of_min_improvement(
     prefect_api: None, registry: MlflowClient
 ) -> None:
-    train(year=2023, month=1, model="linear", features="separate")
-    short = train(year=2023, month=1, min_improvement=1000.0)
+    train(TrainSpec.parse(year=2023, month=1, model="linear", features="separate"))
+    short = train(TrainSpec.parse(year=2023, month=1, min_improvement=1000.0))
     assert not short.promoted
-    better = train(year=2023, month=1)
+    better = train(TrainSpec.parse(year=2023, month=1))
     assert better.promoted
     assert _alias(registry, "champion") == better.model_version == "3"
     assert "beats champion v1" in better.promotion_reason
@@ -63,8 +65,8 @@ def test_a_better_version_becomes_champion_unless_short_of_min_improvement(
 def test_promote_by_hand_rolls_back_and_rejects_unknown_versions(
     prefect_api: None, registry: MlflowClient
 ) -> None:
-    train(year=2023, month=1)
-    train(year=2023, month=1, model="linear", features="separate")
+    train(TrainSpec.parse(year=2023, month=1))
+    train(TrainSpec.parse(year=2023, month=1, model="linear", features="separate"))
     settings = Settings()
     assert tracking.set_champion(settings, "2") == "1"
     assert _alias(registry, "champion") == "2"
@@ -77,9 +79,9 @@ def test_promote_by_hand_rolls_back_and_rejects_unknown_versions(
 def test_predict_scores_every_trip_with_the_champion_like_its_pyfunc(
     prefect_api: None, registry: MlflowClient, workspace: Path, synthetic_months: Path
 ) -> None:
-    train(year=2023, month=1)
+    train(TrainSpec.parse(year=2023, month=1))
     output = workspace / "out" / "predictions.parquet"
-    summary = predict(year=2023, month=3, output=str(output))
+    summary = predict(PredictSpec.parse(year=2023, month=3, output=str(output)))
 
     raw = pd.read_parquet(synthetic_months / "green_tripdata_2023-03.parquet")
     written = pd.read_parquet(output)
@@ -104,7 +106,7 @@ def test_predict_scores_every_trip_with_the_champion_like_its_pyfunc(
 def test_rows_without_zone_or_distance_get_a_null_prediction(
     prefect_api: None, registry: MlflowClient, workspace: Path
 ) -> None:
-    train(year=2023, month=1, model="linear", features="pu_do")
+    train(TrainSpec.parse(year=2023, month=1, model="linear", features="pu_do"))
     raw = make_trips("yellow", Month(2023, 4), rows=50)
     raw["PULocationID"] = raw["PULocationID"].astype("float64")
     raw.loc[3, "PULocationID"] = np.nan
@@ -114,7 +116,9 @@ def test_rows_without_zone_or_distance_get_a_null_prediction(
 
     output = workspace / "predictions.parquet"
     summary = predict(
-        color="yellow", year=2023, month=4, output=str(output), input_path=str(month_file)
+        PredictSpec.parse(
+            color="yellow", year=2023, month=4, output=str(output), input_path=str(month_file)
+        )
     )
     written = pd.read_parquet(output)
     assert summary.rows_without_prediction == 2
@@ -123,4 +127,4 @@ def test_rows_without_zone_or_distance_get_a_null_prediction(
 
 def test_predict_without_a_champion_says_so(prefect_api: None, registry: MlflowClient) -> None:
     with pytest.raises(RegistryError, match="nyc-taxi-duration@champion is not in the registry"):
-        predict(year=2023, month=3, output="p.parquet")
+        predict(PredictSpec.parse(year=2023, month=3, output="p.parquet"))

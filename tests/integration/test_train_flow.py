@@ -18,7 +18,8 @@ from prefect.client.schemas.filters import (
 )
 
 from taxi_duration.errors import TrackingError
-from taxi_duration.flows import STEPS, train
+from taxi_duration.flows.train import STEPS, train
+from taxi_duration.specs import TrainSpec
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +37,7 @@ def _task_states(flow_run_id: UUID) -> dict[str, list[str]]:
 
 
 def _run(**parameters: Any) -> tuple[Any, UUID]:
-    state = train(**parameters, return_state=True)
+    state = train(TrainSpec.parse(**parameters), return_state=True)
     flow_run_id = state.state_details.flow_run_id
     assert flow_run_id is not None
     return state.result(), flow_run_id
@@ -108,7 +109,7 @@ def test_a_run_that_fails_while_logging_registers_no_version(
 
     monkeypatch.setattr(mlflow.pyfunc, "log_model", broken_log_model)
     with pytest.raises(TrackingError, match="artifact store is full"):
-        train(year=2023, month=1, model="linear", features="pu_do")
+        train(TrainSpec.parse(year=2023, month=1, model="linear", features="pu_do"))
 
     client = registry
     assert client.search_model_versions("name='nyc-taxi-duration'") == []

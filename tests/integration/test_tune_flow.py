@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from mlflow.tracking import MlflowClient
 
-from taxi_duration.flows import tune
+from taxi_duration.flows.tune import tune
+from taxi_duration.specs import TuneSpec
 
 pytestmark = pytest.mark.slow
 
@@ -13,7 +14,7 @@ pytestmark = pytest.mark.slow
 def test_tune_logs_each_trial_under_one_parent_and_registers_the_best(
     prefect_api: None, registry: MlflowClient
 ) -> None:
-    summary = tune(year=2023, month=1, trials=4, seed=7)
+    summary = tune(TuneSpec.parse(year=2023, month=1, trials=4, seed=7))
 
     assert summary.n_trials == 4
     assert summary.best_params is not None
@@ -40,14 +41,15 @@ def test_tune_logs_each_trial_under_one_parent_and_registers_the_best(
 
 
 def test_the_same_seed_gives_the_same_search(prefect_api: None, registry: MlflowClient) -> None:
-    first = tune(year=2023, month=1, trials=3, seed=11)
-    second = tune(year=2023, month=1, trials=3, seed=11)
+    first = tune(TuneSpec.parse(year=2023, month=1, trials=3, seed=11))
+    second = tune(TuneSpec.parse(year=2023, month=1, trials=3, seed=11))
     assert first.best_params == second.best_params
     assert first.rmse == pytest.approx(second.rmse)
 
 
 def test_tune_rejects_a_search_without_trials(prefect_api: None, registry: MlflowClient) -> None:
+    """Parameters given as a deployment gives them (JSON) are checked by the same spec."""
     from taxi_duration.errors import InvalidInputError
 
     with pytest.raises(InvalidInputError, match="trials 0"):
-        tune(year=2023, month=1, trials=0)
+        tune({"year": 2023, "month": 1, "trials": 0})  # type: ignore[arg-type]

@@ -9,7 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from taxi_duration.flows import predict, train
+from taxi_duration.flows.predict import predict
+from taxi_duration.flows.train import train
+from taxi_duration.specs import PredictSpec, TrainSpec
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
@@ -22,14 +24,14 @@ def test_worse_challenger_keeps_the_champion_and_predict_matches_the_pyfunc(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("TAXI_DURATION_DATA_URL", real_data_url)
-    champion = train(year=2023, month=1)
-    challenger = train(year=2023, month=1, model="linear", features="separate")
+    champion = train(TrainSpec.parse(year=2023, month=1))
+    challenger = train(TrainSpec.parse(year=2023, month=1, model="linear", features="separate"))
     assert champion.promoted
     assert not challenger.promoted
     assert challenger.champion_version == champion.model_version
 
     output = workspace / "predictions.parquet"
-    summary = predict(year=2023, month=2, output=str(output))
+    summary = predict(PredictSpec.parse(year=2023, month=2, output=str(output)))
     raw = pd.read_parquet(real_data_dir / "green_tripdata_2023-02.parquet")
     written = pd.read_parquet(output)
     assert summary.model_version == champion.model_version

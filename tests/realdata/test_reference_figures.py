@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from taxi_duration.flows import train
+from taxi_duration.flows.train import train
+from taxi_duration.specs import TrainSpec
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
@@ -23,7 +24,7 @@ def real_month_url(workspace: Path, real_data_url: str, monkeypatch: pytest.Monk
 def test_reference_preset_reproduces_the_course_rmse(
     prefect_api: None, real_month_url: str
 ) -> None:
-    summary = train(year=2023, month=1, preset="reference")
+    summary = train(TrainSpec.parse(year=2023, month=1, preset="reference"))
     assert summary.rows_loaded == 68_211
     assert summary.rows_kept == 65_946
     assert summary.val_rows == 62_574
@@ -31,7 +32,7 @@ def test_reference_preset_reproduces_the_course_rmse(
 
 
 def test_linear_on_pu_do_reproduces_the_course_rmse(prefect_api: None, real_month_url: str) -> None:
-    summary = train(year=2021, month=1, model="linear", features="pu_do")
+    summary = train(TrainSpec.parse(year=2021, month=1, model="linear", features="pu_do"))
     assert summary.rows_kept == 73_908
     assert summary.val_rows == 61_921
     assert summary.rmse == pytest.approx(7.7587, abs=0.0005)

@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 
 from taxi_duration import backtest, cli
-from taxi_duration.errors import InvalidInputError
+from taxi_duration.errors import BacktestFailedError, InvalidInputError
 from taxi_duration.months import Month
+from taxi_duration.specs import BacktestSpec
 
 
 def test_month_pairs_of_a_range_cross_the_year() -> None:
-    first, last = backtest.month_range("2022-11", "2023-02")
+    first, last = Month(2022, 11), Month(2023, 2)
     assert [(str(t), str(v)) for t, v in backtest.month_pairs(first, last)] == [
         ("2022-11", "2022-12"),
         ("2022-12", "2023-01"),
@@ -32,7 +33,7 @@ def test_month_pairs_of_a_range_cross_the_year() -> None:
 )
 def test_bad_ranges_are_refused(start: str, end: str, named: str) -> None:
     with pytest.raises(InvalidInputError, match=named):
-        backtest.month_range(start, end)
+        BacktestSpec.parse(start=start, end=end)
 
 
 def _summary(**errors: str) -> backtest.BacktestSummary:
@@ -70,7 +71,7 @@ def test_failure_error_survives_pickling() -> None:
     import pickle
 
     summary = _summary(second="broken")
-    error = pickle.loads(pickle.dumps(backtest.BacktestFailedError("boom", summary)))
+    error = pickle.loads(pickle.dumps(BacktestFailedError("boom", summary)))
     assert str(error) == "boom"
     assert error.summary.results[1].error == "broken"
     assert error.exit_code == 1
@@ -105,7 +106,7 @@ BACKTEST = ["backtest", "--from", "2023-01", "--to", "2023-03"]
         (["backtest", "--from", "2023-00", "--to", "2023-03"], "2023-00"),
         (["backtest", "--to", "2023-03"], "--from"),
         ([*BACKTEST, "--workers", "0"], "workers 0"),
-        ([*BACKTEST, "--workers", "2", "--dask-address", "tcp://127.0.0.1:1"], "not allowed"),
+        ([*BACKTEST, "--workers", "2", "--dask-address", "tcp://127.0.0.1:1"], "not both"),
         ([*BACKTEST, "--model", "svm"], "'svm'"),
         ([*BACKTEST, "--preset", "reference", "--model", "linear"], "linear"),
         (["backtest", "--from", "2012-01", "--to", "2013-01"], "2012-01"),
@@ -129,7 +130,7 @@ def test_backtest_printer_and_exit_code(
 ) -> None:
     summary = _summary(second="green 2023-03 is not published")
     monkeypatch.setattr(cli, "_configure_runtime", lambda verbose: None)
-    monkeypatch.setattr(cli, "_run", lambda args: summary.to_dict())
+    monkeypatch.setattr(cli, "_run", lambda *args: summary.to_dict())
     assert cli.main([*BACKTEST, "--json"]) == 1
     out = capsys.readouterr().out
     assert "failed: green 2023-03 is not published" in out

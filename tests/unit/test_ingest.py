@@ -121,7 +121,7 @@ def test_check_local_file_directory_is_not_a_file(tmp_path: Path) -> None:
 def test_check_local_file_not_parquet(tmp_path: Path) -> None:
     path = tmp_path / "trips.parquet"
     path.write_text("VendorID,trip_distance\n1,2.5\n")
-    with pytest.raises(DataError) as caught:
+    with pytest.raises(InvalidInputError) as caught:  # a user's own file: bad input
         check_local_file(path, "train")
     assert str(path) in str(caught.value)
 

@@ -107,21 +107,6 @@ def test_preset_conflicts(model: str | None, features: str | None, named: tuple[
         assert text in str(caught.value)
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "named"),
-    [
-        ({"model": "svm"}, "'svm'"),
-        ({"model": "XGBoost"}, "'XGBoost'"),
-        ({"features": "nope"}, "'nope'"),
-        ({"model": "linear", "features": "nope"}, "'nope'"),
-        ({"preset": "fast"}, "'fast'"),
-    ],
-)
-def test_unknown_choices(kwargs: dict[str, str], named: str) -> None:
-    with pytest.raises(InvalidInputError, match=named):
-        training_config(**kwargs)
-
-
 def test_params_of_default_config() -> None:
     flat = training_config().params()
     assert flat["model"] == "xgboost"

@@ -22,19 +22,13 @@ from prefect.futures import PrefectFuture
 from prefect.task_runners import TaskRunner
 from prefect_dask.task_runners import DaskTaskRunner
 
-from taxi_duration import __version__, models, prepare, tracking
+from taxi_duration import __version__, evaluate, models, prepare, tracking
 from taxi_duration import backtest as steps
-from taxi_duration.errors import InvalidInputError
-from taxi_duration.flows.tasks import (
-    evaluate_task,
-    features_task,
-    ingest_with_settings,
-    prepare_task,
-    train_task,
-)
-from taxi_duration.ingest import check_color_and_month
+from taxi_duration.errors import BacktestFailedError
+from taxi_duration.flows.tasks import ingest_arguments, ingest_with_settings, prepare_task
 from taxi_duration.months import Month
 from taxi_duration.settings import Settings
+from taxi_duration.specs import BacktestSpec
 
 DEFAULT_WORKERS = 2
 
@@ -67,11 +61,11 @@ def executor_label(workers: int | None = None, address: str | None = None) -> st
 def _train_and_score(
     config: models.TrainingConfig, train: prepare.PreparedTrips, val: prepare.PreparedTrips
 ) -> tuple[dict[str, float], int]:
-    """What ``train`` does for a month pair, minus registering: the same steps, same code."""
-    data = features_task.fn(config, train, val)
-    fit = train_task.fn(config, data)
+    """What ``train`` does for a month pair, minus registering: the same steps."""
+    data = models.month_pair_features(config, train.frame, val.frame)
+    fit = models.fit_estimator(config, data.x_train, data.y_train, data.x_val, data.y_val)
     model = models.TripDurationModel(config, data.preprocessor, fit.estimator)
-    return evaluate_task.fn(model, data), models.n_features(data.x_train)
+    return evaluate.model_metrics(model, data), models.n_features(data.x_train)
 
 
 @task(name="pair", cache_policy=NO_CACHE)  # inputs are large: do not hash them
@@ -146,7 +140,7 @@ def _collect(
 
 def _track(settings: Settings, summary: steps.BacktestSummary) -> None:
     """One parent run, a nested run per pair, the chart as the parent's artifact."""
-    run_id = tracking.start_parent_run(
+    with tracking.parent_run(
         settings,
         f"backtest-{summary.color}-{summary.start}-{summary.end}",
         {
@@ -156,104 +150,44 @@ def _track(settings: Settings, summary: steps.BacktestSummary) -> None:
             "end": summary.end,
             "taxi_duration_version": __version__,
         },
-    )
-    summary.run_id, summary.tracking_uri = run_id, settings.tracking_uri
-    try:
+    ) as run_id:
+        summary.run_id, summary.tracking_uri = run_id, settings.tracking_uri
         for result in summary.results:
-            metrics = {
-                key: float(value)
-                for key, value in (
-                    ("rmse", result.rmse),
-                    ("baseline_rmse", result.baseline_rmse),
-                    ("rmse_train", result.rmse_train),
-                    ("mae", result.mae),
-                    ("rows_kept", result.rows),
-                    ("val_rows", result.val_rows),
-                    ("n_features", result.n_features),
-                )
-                if value is not None
-            }
-            params: dict[str, Any] = {
-                "color": summary.color,
-                "train_month": result.train,
-                "val_month": result.val,
-                "model": summary.model,
-                "features": summary.features,
-                "baseline": summary.baseline,
-            }
-            if result.error:
-                params["error"] = result.error[:500]
             tracking.log_nested_run(
                 settings,
                 run_id,
                 f"{result.train}-{result.val}",
-                params,
-                metrics,
+                steps.pair_params(summary, result),
+                steps.pair_metrics(result),
                 status="FINISHED" if result.ok else "FAILED",
             )
-        done = [result.rmse for result in summary.results if result.rmse is not None]
-        overall = {"pairs": float(len(summary.results)), "failed": float(len(summary.failed))}
-        if done:
-            overall["mean_rmse"] = sum(done) / len(done)
         with tempfile.TemporaryDirectory(prefix="taxi-duration-") as work_dir:
             chart = steps.rmse_chart(summary, Path(work_dir) / "backtest_rmse.png")
             tracking.log_parent_results(
-                settings,
-                run_id,
-                {
-                    "color": summary.color,
-                    "start": summary.start,
-                    "end": summary.end,
-                    "model": summary.model,
-                    "features": summary.features,
-                    "preset": summary.preset or "",
-                    "baseline": summary.baseline,
-                    "executor": summary.executor,
-                },
-                overall,
-                chart,
+                settings, run_id, summary.params(), summary.overall_metrics(), chart
             )
         summary.chart = chart.name
-    except BaseException:
-        tracking.end_run(settings, run_id, "FAILED")
-        raise
-    tracking.end_run(settings, run_id, "FAILED" if summary.failed else "FINISHED")
+        tracking.end_run(settings, run_id, "FAILED" if summary.failed else "FINISHED")
 
 
 @flow(name="backtest", log_prints=True, task_runner=task_runner())
-def backtest_flow(
-    color: str = "green",
-    start: str = "2023-01",
-    end: str = "2023-03",
-    model: str | None = None,
-    features: str | None = None,
-    preset: str | None = None,
-    executor: str = "",
-) -> steps.BacktestSummary:
-    """Train on each month of ``start``..``end`` and validate on the next, in parallel.
+def backtest(spec: BacktestSpec) -> steps.BacktestSummary:
+    """Train on each month of the spec's range and validate on the next, in parallel.
 
     Raises ``BacktestFailedError`` (the run fails) if any pair failed; its ``summary`` still
     holds every pair's result.
     """
     begun = time.perf_counter()
-    first, last = steps.month_range(start, end)
-    for month in (first, last):
-        check_color_and_month(color, month)
-    config = models.training_config(model, features, preset)
+    first, last, color = spec.first_month, spec.last_month, spec.color
+    config = spec.config
     baseline = models.training_config(preset=steps.BASELINE_PRESET)
     settings = Settings()
-    logger = get_run_logger()
-
     ingest = ingest_with_settings(settings)
     prepared: dict[Month, PrefectFuture[prepare.PreparedTrips]] = {}
     month_steps: dict[Month, list[PrefectFuture[Any]]] = {}
     for month in steps.months_between(first, last):
         path = ingest.with_options(task_run_name=f"ingest-{color}-{month}").submit(
-            color,
-            str(month),
-            settings.data_url,
-            str(settings.data_dir),
-            settings.download_timeout_seconds,
+            *ingest_arguments(settings, color, month)
         )
         prepared[month] = prepare_task.with_options(
             task_run_name=f"prepare-{color}-{month}"
@@ -272,6 +206,7 @@ def backtest_flow(
         )
         for train, val in pairs
     ]
+    executor = executor_label(spec.workers, spec.dask_address)
     summary = steps.BacktestSummary(
         color=color,
         start=str(first),
@@ -288,42 +223,19 @@ def backtest_flow(
     create_table_artifact(
         key="backtest-results",
         table=summary.table(),
-        description=f"Backtest on {color} {first}..{last} ({executor or 'dask'})",
+        description=f"Backtest on {color} {first}..{last} ({executor})",
     )
     if summary.failed:
         message = steps.failure_message(summary)
-        logger.error(message)
-        raise steps.BacktestFailedError(message, summary)
+        get_run_logger().error(message)
+        raise BacktestFailedError(message, summary)
     return summary
 
 
-def backtest(
-    color: str = "green",
-    start: str = "2023-01",
-    end: str = "2023-03",
-    model: str | None = None,
-    features: str | None = None,
-    preset: str | None = None,
-    workers: int | None = None,
-    dask_address: str | None = None,
-) -> steps.BacktestSummary:
-    """Run ``backtest_flow`` on a local cluster of ``workers`` or the cluster at ``dask_address``.
+def run_backtest(spec: BacktestSpec) -> steps.BacktestSummary:
+    """The ``backtest`` flow on the spec's Dask cluster: local workers or an existing one.
 
     Raises ``BacktestFailedError`` (with every pair's result) if any pair failed.
     """
-    if workers is not None and dask_address is not None:
-        raise InvalidInputError("give --workers or --dask-address, not both")
-    if workers is not None and workers < 1:
-        raise InvalidInputError(f"workers {workers} is out of range: at least 1")
-    steps.month_range(start, end)
-    models.training_config(model, features, preset)
-    flow_with_runner = backtest_flow.with_options(task_runner=task_runner(workers, dask_address))
-    return flow_with_runner(
-        color=color,
-        start=start,
-        end=end,
-        model=model,
-        features=features,
-        preset=preset,
-        executor=executor_label(workers, dask_address),
-    )
+    runner = task_runner(spec.workers, spec.dask_address)
+    return backtest.with_options(task_runner=runner)(spec)

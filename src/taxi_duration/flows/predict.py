@@ -11,13 +11,12 @@ import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from taxi_duration import ingest, prepare, tracking
 from taxi_duration import predict as predict_step
-from taxi_duration.errors import InvalidInputError
-from taxi_duration.flows.tasks import ingest_with_settings
+from taxi_duration import prepare, tracking
+from taxi_duration.flows.tasks import ingest_month
 from taxi_duration.flows.train import timed
-from taxi_duration.months import Month
 from taxi_duration.settings import Settings
+from taxi_duration.specs import PredictSpec
 
 
 @dataclass
@@ -36,8 +35,8 @@ class PredictSummary:
 
 
 @task(name="score", cache_policy=NO_CACHE)
-def score_task(model_uri: str, trips: pd.DataFrame) -> np.ndarray:
-    model = tracking.load_model(model_uri)
+def score_task(settings: Settings, model_uri: str, trips: pd.DataFrame) -> np.ndarray:
+    model = tracking.load_model(settings, model_uri)
     return np.asarray(model.predict(trips), dtype=np.float64)
 
 
@@ -47,58 +46,38 @@ def write_task(frame: pd.DataFrame, output: Path) -> None:
 
 
 @flow(name="predict", log_prints=True)
-def predict(
-    color: str = "green",
-    year: int | None = None,
-    month: int | None = None,
-    output: str | None = None,
-    input_path: str | None = None,
-    model_uri: str | None = None,
-) -> PredictSummary:
+def predict(spec: PredictSpec) -> PredictSummary:
     """Predict the duration of every trip of a month; write ride id, zones, prediction."""
-    if year is None or month is None:
-        raise InvalidInputError("the month to score is required: give year and month")
-    if not output:
-        raise InvalidInputError("an output path is required")
-    scored_month = Month(year, month)
-    ingest.check_color_and_month(color, scored_month)
-    local = ingest.check_local_file(Path(input_path), "input") if input_path else None
     settings = Settings()
     timings: dict[str, float] = {}
     with timed(timings, "ingest"):
-        path = local or ingest_with_settings(settings)(
-            color,
-            str(scored_month),
-            settings.data_url,
-            str(settings.data_dir),
-            settings.download_timeout_seconds,
-        )
-        trips = prepare.read_trips_to_score(path, color)
+        path = spec.input_file or ingest_month(settings, spec.color, spec.scored_month)
+        trips = prepare.read_trips_to_score(path, spec.color)
     with timed(timings, "score"):
-        uri = model_uri or f"models:/{settings.model_name}@champion"
+        uri = spec.model_uri or f"models:/{settings.model_name}@champion"
         version = tracking.resolve_version(settings, uri)
-        predicted = score_task(uri, trips)
+        predicted = score_task(settings, uri, trips)
     with timed(timings, "write"):
-        frame = predict_step.predictions_frame(trips, predicted, scored_month, version)
-        write_task(frame, Path(output))
+        frame = predict_step.predictions_frame(trips, predicted, spec.scored_month, version)
+        write_task(frame, Path(spec.output))
 
     missing = int(np.isnan(predicted).sum())
     get_run_logger().info(
         "scored %d trips of %s %s with %s (version %s); %d without a prediction",
         len(trips),
-        color,
-        scored_month,
+        spec.color,
+        spec.scored_month,
         uri,
         version,
         missing,
     )
     return PredictSummary(
-        color=color,
-        month=str(scored_month),
+        color=spec.color,
+        month=str(spec.scored_month),
         model_uri=uri,
         model_version=version,
         rows_scored=len(trips),
         rows_without_prediction=missing,
-        output=str(output),
+        output=spec.output,
         timings=timings,
     )

@@ -1,0 +1,327 @@
+"""What each command asks for: one frozen, typed spec per command, checked once.
+
+The CLI generates its options from a spec's fields and builds the spec from its arguments;
+each flow takes the spec as its one parameter, so Prefect validates the same model for CLI,
+UI and deployment runs. Every rule lives here, in a field's type or in a validator, and a
+bad value raises ``InvalidInputError`` with one line naming the value and what is allowed,
+before anything is downloaded. Adding an option means adding one field and using it.
+
+Field metadata for the CLI (``json_schema_extra``): ``flag`` names the option when it is not
+``--field-name``; ``cli_required`` makes it required on the command line (a scheduled flow
+run may leave it out).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from pathlib import Path
+from typing import Annotated, Any, Self
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
+
+from taxi_duration import ingest
+from taxi_duration.errors import InvalidInputError
+from taxi_duration.features import FEATURE_SETS
+from taxi_duration.models import MODEL_KINDS, PRESETS, TrainingConfig, training_config
+from taxi_duration.months import Month
+
+
+def _one_of(name: str, allowed: Collection[str]) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if value not in allowed:
+            raise InvalidInputError(
+                f"{name} {value!r} is unknown: allowed are {', '.join(allowed)}"
+            )
+        return value
+
+    return check
+
+
+def _enum(allowed: Collection[str]) -> WithJsonSchema:
+    """The UI shows the allowed values as a list."""
+    return WithJsonSchema({"type": "string", "enum": list(allowed)})
+
+
+def _in_range(name: str, low: float | None, high: float | None = None, unit: str = "") -> Any:
+    """A bound on a number: ``low`` <= value (<= ``high``); ``low`` excluded when a float."""
+
+    def check(value: float) -> float:
+        too_low = low is not None and (value < low if isinstance(low, int) else value <= low)
+        if too_low or (high is not None and value > high):
+            if high is not None:
+                allowed = f"allowed {low:g}-{high:g}"
+            elif isinstance(low, int):
+                allowed = f"{low} or more"
+            else:
+                allowed = f"more than {low:g}"
+            suffix = f" {unit}" if unit else ""
+            raise InvalidInputError(f"{name} {value:g} is out of range: {allowed}{suffix}")
+        return value
+
+    return AfterValidator(check)
+
+
+Color = Annotated[str, AfterValidator(_one_of("color", ingest.COLORS)), _enum(ingest.COLORS)]
+ModelKind = Annotated[str, AfterValidator(_one_of("model", MODEL_KINDS)), _enum(MODEL_KINDS)]
+FeatureSetName = Annotated[
+    str, AfterValidator(_one_of("features", FEATURE_SETS)), _enum(FEATURE_SETS)
+]
+PresetName = Annotated[str, AfterValidator(_one_of("preset", PRESETS)), _enum(PRESETS)]
+MonthNumber = Annotated[int, _in_range("month", 1, 12)]
+MinImprovement = Annotated[float, _in_range("min_improvement", 0, unit="(minutes of RMSE)")]
+
+
+def check_month(color: str, month: Month, role: str) -> None:
+    """A month that can have data: not before the color's first, not after this month."""
+    ingest.check_color_and_month(color, month)
+    newest = Month.current()
+    if month > newest:
+        raise InvalidInputError(
+            f"{role} month {month} is in the future: the newest month is {newest}"
+        )
+
+
+def _local_file(path: str | None, role: str) -> Path | None:
+    return None if path is None else ingest.check_local_file(Path(path), role)
+
+
+class Spec(BaseModel):
+    """Frozen, and no field it does not know."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @classmethod
+    def parse(cls, **values: Any) -> Self:
+        """The spec for ``values``; a bad one raises InvalidInputError with one line."""
+        try:
+            return cls.model_validate(values)
+        except ValidationError as error:  # a type error the fields' own checks never saw
+            first = error.errors()[0]
+            name = ".".join(str(part) for part in first["loc"]) or cls.__name__
+            raise InvalidInputError(
+                f"{name} {first.get('input')!r} is invalid: {first['msg']}"
+            ) from None
+
+
+_MONTH_HELP = "the training month (a scheduled run without it takes the months from its date)"
+
+
+class TrainingSpec(Spec):
+    """What ``train`` and ``tune`` share: the months, their files, the promotion margin."""
+
+    color: Color = Field("green", description="taxi type")
+    year: int | None = Field(
+        None, description=_MONTH_HELP, json_schema_extra={"cli_required": True}
+    )
+    month: MonthNumber | None = Field(
+        None, description="1-12", json_schema_extra={"cli_required": True}
+    )
+    val_year: int | None = Field(None, description="the validation month (default: the next)")
+    val_month: MonthNumber | None = Field(None, description="1-12")
+    train_path: str | None = Field(None, description="local parquet file instead of downloading")
+    val_path: str | None = Field(None, description="local parquet file for the validation month")
+    min_improvement: MinImprovement = Field(
+        0.0,
+        description="RMSE (minutes) by which a new version must beat the champion: "
+        "by strictly more than this",
+    )
+
+    def _validates(self) -> bool:
+        return True
+
+    @property
+    def config(self) -> TrainingConfig:
+        """What to train: the default XGBoost (``TrainSpec`` lets the user choose)."""
+        return training_config()
+
+    @property
+    def train_month(self) -> Month | None:
+        """None for a scheduled run until its months are chosen."""
+        return None if self.year is None or self.month is None else Month(self.year, self.month)
+
+    def required_train_month(self) -> Month:
+        """The training month, which only a scheduled run may leave to the flow to choose."""
+        if self.train_month is None:
+            raise InvalidInputError("the training month is required: give year and month")
+        return self.train_month
+
+    @property
+    def validation_month(self) -> Month | None:
+        if not self._validates() or self.train_month is None:
+            return None
+        if self.val_year is not None and self.val_month is not None:
+            return Month(self.val_year, self.val_month)
+        return self.train_month.next()
+
+    @property
+    def train_file(self) -> Path | None:
+        return None if self.train_path is None else Path(self.train_path)
+
+    @property
+    def val_file(self) -> Path | None:
+        return None if self.val_path is None else Path(self.val_path)
+
+    @model_validator(mode="after")
+    def _check_months_and_files(self) -> Self:
+        if (self.year is None) != (self.month is None):
+            raise InvalidInputError("year and month go together: give both, or neither")
+        if (self.val_year is None) != (self.val_month is None):
+            raise InvalidInputError(
+                "--val-year and --val-month (val_year, val_month) go together: give both, or none"
+            )
+        if self.train_month is None:
+            if self.val_year is not None or self.train_path or self.val_path:
+                raise InvalidInputError(
+                    "the training month is required with a validation month or a data file: "
+                    "give year and month"
+                )
+            return self  # a scheduled run: the flow chooses the months
+        if not self._validates() and (self.val_year is not None or self.val_path is not None):
+            raise InvalidInputError(
+                "--no-validation (validation false) conflicts with a validation month or file"
+            )
+        check_month(self.color, self.train_month, "training")
+        if self.validation_month is not None:
+            check_month(self.color, self.validation_month, "validation")
+        _local_file(self.train_path, "train")
+        _local_file(self.val_path, "validation")
+        return self
+
+    def with_months(self, train: Month, val: Month | None) -> Self:
+        """The same spec for chosen months (a scheduled run), checked again."""
+        values = self.model_dump()
+        values.update(year=train.year, month=train.month, val_year=None, val_month=None)
+        if val is not None:
+            values.update(val_year=val.year, val_month=val.month)
+        return self.parse(**values)
+
+
+class TrainSpec(TrainingSpec):
+    """``taxi-duration train`` and the ``train`` flow."""
+
+    validation: bool = Field(
+        True, description="off (--no-validation): train on one month only, validate on none"
+    )
+    model: ModelKind | None = Field(None, description="default: xgboost")
+    features: FeatureSetName | None = Field(None, description="default: default")
+    preset: PresetName | None = Field(None, description="reference: the course's XGBoost, exactly")
+
+    def _validates(self) -> bool:
+        return self.validation
+
+    @property
+    def config(self) -> TrainingConfig:
+        return training_config(self.model, self.features, self.preset)
+
+    @model_validator(mode="after")
+    def _check_model(self) -> Self:
+        self.config  # noqa: B018 (a preset that conflicts with --model or --features raises)
+        return self
+
+
+class TuneSpec(TrainingSpec):
+    """``taxi-duration tune`` and the ``tune`` flow: always validated, on XGBoost."""
+
+    trials: Annotated[int, _in_range("trials", 1)] = Field(20, description="trials to run")
+    timeout: Annotated[float, _in_range("timeout", 0.0, unit="seconds")] | None = Field(
+        None, description="stop starting trials after S seconds"
+    )
+    jobs: Annotated[int, _in_range("jobs", 1, 64)] = Field(1, description="trials in parallel")
+    seed: Annotated[int, _in_range("seed", 0, 2**31 - 1)] = Field(42, description="random seed")
+
+    @model_validator(mode="after")
+    def _check_month_given(self) -> Self:
+        self.required_train_month()
+        return self
+
+
+class PredictSpec(Spec):
+    """``taxi-duration predict`` and the ``predict`` flow."""
+
+    color: Color = Field("green", description="taxi type")
+    year: int = Field(description="the month to score")
+    month: MonthNumber = Field(description="1-12")
+    output: str = Field(description="parquet file to write")
+    input_path: str | None = Field(
+        None,
+        description="local parquet file instead of downloading",
+        json_schema_extra={"flag": "--input"},
+    )
+    model_uri: str | None = Field(
+        None, description="default: models:/<TAXI_DURATION_MODEL_NAME>@champion"
+    )
+
+    @property
+    def scored_month(self) -> Month:
+        return Month(self.year, self.month)
+
+    @property
+    def input_file(self) -> Path | None:
+        return None if self.input_path is None else Path(self.input_path)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        check_month(self.color, self.scored_month, "scored")
+        if not self.output.strip():
+            raise InvalidInputError("output '' is empty: give a parquet file to write")
+        _local_file(self.input_path, "input")
+        return self
+
+
+class BacktestSpec(Spec):
+    """``taxi-duration backtest`` and the ``backtest`` flow."""
+
+    color: Color = Field("green", description="taxi type")
+    start: str = Field(
+        description="first month, YYYY-MM",
+        json_schema_extra={"flag": "--from", "cli_required": True},
+    )
+    end: str = Field(
+        description="last month, YYYY-MM", json_schema_extra={"flag": "--to", "cli_required": True}
+    )
+    model: ModelKind | None = Field(None, description="default: xgboost")
+    features: FeatureSetName | None = Field(None, description="default: default")
+    preset: PresetName | None = Field(None, description="reference: the course's XGBoost, exactly")
+    workers: Annotated[int, _in_range("workers", 1, 256)] | None = Field(
+        None, description="worker processes of the local Dask cluster (default 2)"
+    )
+    dask_address: str | None = Field(
+        None, description="an existing Dask scheduler, e.g. tcp://127.0.0.1:8786"
+    )
+
+    @property
+    def first_month(self) -> Month:
+        return Month.parse(self.start)
+
+    @property
+    def last_month(self) -> Month:
+        return Month.parse(self.end)
+
+    @property
+    def config(self) -> TrainingConfig:
+        return training_config(self.model, self.features, self.preset)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        first, last = self.first_month, self.last_month
+        if first > last:
+            raise InvalidInputError(f"--from {first} is after --to {last}: give --from <= --to")
+        if first == last:
+            raise InvalidInputError(
+                f"range {first}..{last} is one month: a backtest needs at least two "
+                "(train on a month, validate on the next)"
+            )
+        check_month(self.color, first, "first")
+        check_month(self.color, last, "last")
+        if self.workers is not None and self.dask_address is not None:
+            raise InvalidInputError("give --workers or --dask-address, not both")
+        self.config  # noqa: B018 (a preset that conflicts with --model or --features raises)
+        return self
