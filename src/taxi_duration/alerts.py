@@ -185,7 +185,10 @@ def alerts_from(settings: Settings) -> Alerts:
 def _webhook_block(url: str) -> CustomWebhookNotificationBlock:
     return CustomWebhookNotificationBlock(
         name="taxi-duration",
-        url=url,
+        # The URL holds the webhook's token (Slack, Teams): a secret of the block, masked in
+        # the UI and the API.
+        url="{{webhook_url}}",
+        secrets={"webhook_url": url},
         method="POST",
         json_data={"text": "{{subject}}\n\n{{body}}"},
         timeout=30,

@@ -121,3 +121,13 @@ def test_stack_up_with_a_bad_alert_setting_exits_2_and_starts_nothing(tmp_path: 
     assert "TAXI_DURATION_SMTP_TLS 'maybe'" in result.stderr
     assert "'starttls', 'ssl' or 'none'" in result.stderr
     assert not (tmp_path / "stack").exists()
+
+
+def test_the_webhook_url_is_kept_as_a_secret_and_posted_to_as_slack_and_teams_take_it() -> None:
+    url = "https://hooks.slack.com/services/T000/B000/XXXX"
+    block = alerts._webhook_block(url)
+    assert url not in block.model_dump_json()  # masked wherever the block is shown
+    request = block._build_request_args(body="the message", subject="the subject")
+    assert request["url"] == url
+    assert request["method"] == "POST"
+    assert request["json"] == {"text": "the subject\n\nthe message"}
