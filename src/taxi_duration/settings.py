@@ -7,8 +7,9 @@ Read when asked, never at import. The defaults need no server: data is cached un
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 TLC_DATA_URL = "https://d37ci6vzurychx.cloudfront.net/trip-data"
@@ -34,6 +35,20 @@ class Settings(BaseSettings):
     download_retries: int = 3
     # Base of the exponential backoff between download retries (base, 2x base, 4x base ...).
     download_backoff_seconds: float = 2.0
+
+    # Alerts (read by ``taxi-duration stack up``, which turns them into Prefect automations).
+    # A webhook that takes {"text": ...} (Slack incoming webhook, Teams webhook/workflow).
+    notify_webhook_url: str | None = None
+    # Comma-separated addresses; needs smtp_host.
+    notify_email_to: str | None = None
+    notify_email_from: str = "taxi-duration@localhost"
+    # Also tell when a new champion is promoted (not only failed or crashed runs).
+    notify_on_promotion: bool = False
+    smtp_host: str | None = None
+    smtp_port: int | None = None  # default by smtp_tls: 587 starttls, 465 ssl, 25 none
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_tls: Literal["starttls", "ssl", "none"] = "starttls"
 
     def registered_model(self, color: str) -> str:
         """The registered model of ``color``'s runs, e.g. ``nyc-taxi-duration-green``."""

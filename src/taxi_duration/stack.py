@@ -31,11 +31,15 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
 from taxi_duration.errors import StackError, TaxiDurationError
+from taxi_duration.settings import TLC_DATA_URL
+
+if TYPE_CHECKING:
+    from taxi_duration.alerts import Alerts
 
 HOST = "127.0.0.1"
 DEFAULT_PREFECT_PORT = 4200
@@ -60,23 +64,33 @@ class StackConfig:
     mlflow_backend_store_uri: str
     mlflow_artifacts_destination: str
     data_dir: Path
+    data_url: str
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StackConfig:
         env = os.environ if env is None else env
-        directory = Path(env.get("TAXI_DURATION_STACK_DIR") or ".stack").resolve()
+        directory = find_directory(env)
         mlflow_dir = directory / "mlflow"
+        # What `up` recorded: ports and pool of the stack in that folder, unless set again.
+        recorded = _recorded(directory)
         return cls(
             directory=directory,
-            prefect_port=_port(env, "TAXI_DURATION_PREFECT_PORT", DEFAULT_PREFECT_PORT),
-            mlflow_port=_port(env, "TAXI_DURATION_MLFLOW_PORT", DEFAULT_MLFLOW_PORT),
-            pool=env.get("TAXI_DURATION_WORK_POOL") or DEFAULT_POOL,
+            prefect_port=_port(
+                env,
+                "TAXI_DURATION_PREFECT_PORT",
+                recorded.get("prefect_port", DEFAULT_PREFECT_PORT),
+            ),
+            mlflow_port=_port(
+                env, "TAXI_DURATION_MLFLOW_PORT", recorded.get("mlflow_port", DEFAULT_MLFLOW_PORT)
+            ),
+            pool=env.get("TAXI_DURATION_WORK_POOL") or recorded.get("pool") or DEFAULT_POOL,
             timeout=_seconds(env, "TAXI_DURATION_STACK_TIMEOUT", DEFAULT_TIMEOUT_SECONDS),
             mlflow_backend_store_uri=env.get("TAXI_DURATION_MLFLOW_BACKEND_STORE_URI")
             or f"sqlite:///{mlflow_dir / 'mlflow.db'}",
             mlflow_artifacts_destination=env.get("TAXI_DURATION_MLFLOW_ARTIFACTS_DESTINATION")
             or (mlflow_dir / "artifacts").as_uri(),
             data_dir=Path(env.get("TAXI_DURATION_DATA_DIR") or directory / "data").resolve(),
+            data_url=env.get("TAXI_DURATION_DATA_URL") or TLC_DATA_URL,
         )
 
     @property
@@ -109,11 +123,47 @@ class StackConfig:
     def pid_file(self, service: str) -> Path:
         return self.run / f"{service}.json"
 
+    @property
+    def state_file(self) -> Path:
+        return self.directory / "stack.json"
 
-def _port(env: Mapping[str, str], name: str, default: int) -> int:
+
+def _state_home(env: Mapping[str, str]) -> Path:
+    return Path(env.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "taxi-duration"
+
+
+def last_stack_file(env: Mapping[str, str]) -> Path:
+    """The per-user file where `up` records the folder of the stack it started."""
+    return _state_home(env) / "stack-dir"
+
+
+def find_directory(env: Mapping[str, str]) -> Path:
+    """The stack's folder: TAXI_DURATION_STACK_DIR, else ./.stack if there is one, else the
+    folder of the last stack `up` started (recorded per user), else ./.stack."""
+    if env.get("TAXI_DURATION_STACK_DIR"):
+        return Path(env["TAXI_DURATION_STACK_DIR"]).resolve()
+    here = Path(".stack").resolve()
+    if (here / "run").is_dir():
+        return here
+    with contextlib.suppress(OSError):
+        last = Path(last_stack_file(env).read_text().strip())
+        if last.is_absolute() and (last / "run").is_dir():
+            return last
+    return here
+
+
+def _recorded(directory: Path) -> dict[str, Any]:
+    try:
+        record = json.loads((directory / "stack.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _port(env: Mapping[str, str], name: str, default: Any) -> int:
     text = env.get(name)
     if not text:
-        return default
+        return int(default)
     try:
         value = int(text)
     except ValueError:
@@ -169,10 +219,36 @@ def commands(config: StackConfig) -> dict[str, list[str]]:
     }
 
 
+# MLflow's own HTTP retries (7, backoff factor 2, 120 s timeout) take many minutes to give up
+# on a dead tracking server: a few quick retries, then one clear error (as the CLI sets them).
+MLFLOW_RETRY_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
+
+
+def run_environment(config: StackConfig, base: Mapping[str, str]) -> dict[str, str]:
+    """What every flow run of the stack's pool gets, whoever started its worker.
+
+    Written into the work pool's base job template (``env``), so a worker restarted from a
+    clean environment still runs flows on the stack's data and MLflow server.
+    """
+    return {
+        "TAXI_DURATION_DATA_URL": config.data_url,
+        "TAXI_DURATION_DATA_DIR": str(config.data_dir),
+        "MLFLOW_TRACKING_URI": config.mlflow_url,
+        **{name: base.get(name) or value for name, value in MLFLOW_RETRY_DEFAULTS.items()},
+        # A heartbeat every 30 s: a run whose process dies is marked Crashed (taxi_duration.alerts).
+        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": base.get("PREFECT_FLOWS_HEARTBEAT_FREQUENCY") or "30",
+    }
+
+
 def environments(config: StackConfig, base: Mapping[str, str]) -> dict[str, dict[str, str]]:
     """The environment of each service: the caller's, with the stack's addresses."""
     common = {
         **base,
+        "PREFECT_UI_URL": config.prefect_ui_url,  # links in alerts and logs
         "PREFECT_HOME": str(config.prefect_home),
         "PREFECT_SERVER_ANALYTICS_ENABLED": base.get("PREFECT_SERVER_ANALYTICS_ENABLED", "false"),
         "PYTHONUNBUFFERED": "1",
@@ -181,14 +257,18 @@ def environments(config: StackConfig, base: Mapping[str, str]) -> dict[str, dict
     return {
         "prefect-server": server,
         "mlflow-server": {
-            key: value for key, value in common.items() if key != "MLFLOW_TRACKING_URI"
+            **{key: value for key, value in common.items() if key != "MLFLOW_TRACKING_URI"},
+            # MLflow's job runner (huey consumers, for GenAI jobs this project has none of):
+            # 8 idle processes and about 2 GB. A user's own setting wins.
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": base.get(
+                "MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false"
+            ),
         },
         # Flow runs inherit the worker's environment: they log to the stack's servers.
         "worker": {
             **common,
+            **run_environment(config, base),
             "PREFECT_API_URL": config.prefect_api_url,
-            "MLFLOW_TRACKING_URI": config.mlflow_url,
-            "TAXI_DURATION_DATA_DIR": str(config.data_dir),
         },
     }
 
@@ -249,7 +329,10 @@ def _group_alive(pgid: int) -> bool:
 
 
 def _port_free(port: int) -> bool:
+    """Nothing listens on the port. SO_REUSEADDR, as the servers bind: a port left in
+    TIME_WAIT by a stack just stopped is free; one that something listens on is not."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((HOST, port))
         except OSError:
@@ -414,6 +497,66 @@ def _ensure_pool(config: StackConfig, env: Mapping[str, str]) -> bool:
     return True
 
 
+def _configure_pool(config: StackConfig, run_env: Mapping[str, str]) -> None:
+    """Write the flow runs' environment into the pool's base job template (its ``env``)."""
+    url = f"{config.prefect_api_url}/work_pools/{config.pool}"
+    template = httpx.get(url, timeout=10.0).json()["base_job_template"]
+    env = template.get("variables", {}).get("properties", {}).get("env")
+    if env is None:
+        raise StackError(f"work pool {config.pool!r} has no env variable in its job template")
+    env["default"] = dict(run_env)
+    response = httpx.patch(url, json={"base_job_template": template}, timeout=10.0)
+    if response.status_code >= 300:
+        raise StackError(f"could not update work pool {config.pool!r}: HTTP {response.status_code}")
+
+
+def pool_environment(config: StackConfig) -> dict[str, str] | None:
+    """The environment the pool gives every flow run, as the server has it."""
+    try:
+        response = httpx.get(f"{config.prefect_api_url}/work_pools/{config.pool}", timeout=10.0)
+    except httpx.HTTPError:
+        return None
+    if response.status_code != 200:
+        return None
+    template = response.json()["base_job_template"]
+    env = template.get("variables", {}).get("properties", {}).get("env", {}).get("default")
+    return dict(env) if isinstance(env, dict) else {}
+
+
+def _wanted_alerts() -> Alerts:
+    from taxi_duration import alerts
+
+    return alerts.alerts_from(alerts.read_settings())
+
+
+def _apply_alerts(config: StackConfig, wanted: Alerts) -> list[str]:
+    from taxi_duration import alerts
+
+    return alerts.apply(wanted, config.prefect_api_url, config.pool, config.mlflow_url)
+
+
+def alerts_in_force(config: StackConfig) -> list[str] | None:
+    """The project's automations on the server, described; None if it cannot be asked."""
+    try:
+        response = httpx.post(f"{config.prefect_api_url}/automations/filter", json={}, timeout=10.0)
+    except httpx.HTTPError:
+        return None
+    if response.status_code != 200:
+        return None
+    lines = []
+    for automation in response.json():
+        if not str(automation["name"]).startswith("taxi-duration: "):
+            continue
+        blocks = []
+        for action in automation["actions"]:
+            block_id = action.get("block_document_id")
+            block = httpx.get(f"{config.prefect_api_url}/block_documents/{block_id}", timeout=10.0)
+            blocks.append(block.json().get("name", "?") if block.status_code == 200 else "missing")
+        state = "on" if automation.get("enabled") else "off"
+        lines.append(f"{automation['name']} ({state}) -> {', '.join(blocks) or 'nothing'}")
+    return lines
+
+
 # --- commands ----------------------------------------------------------------------------
 
 
@@ -439,6 +582,7 @@ def _write_env_file(config: StackConfig) -> Path:
 def up(config: StackConfig, base_env: Mapping[str, str] | None = None) -> None:
     """Start what is not running yet, and wait until all of it answers."""
     base_env = dict(os.environ if base_env is None else base_env)
+    wanted_alerts = _wanted_alerts()  # bad settings: an error before anything starts
     _prepare(config)
     all_commands = commands(config)
     envs = environments(config, base_env)
@@ -459,6 +603,9 @@ def up(config: StackConfig, base_env: Mapping[str, str] | None = None) -> None:
         _wait(config, ["prefect-server", "mlflow-server"], started)
         if _ensure_pool(config, envs["worker"]):
             print(f"created work pool {config.pool!r} (type process)")
+        run_env = run_environment(config, base_env)
+        _configure_pool(config, run_env)
+        alert_lines = _apply_alerts(config, wanted_alerts)
         if "worker" not in running:
             started["worker"] = _start(config, "worker", all_commands["worker"], envs["worker"])
         _wait(config, ["worker"], started)
@@ -467,6 +614,7 @@ def up(config: StackConfig, base_env: Mapping[str, str] | None = None) -> None:
             _stop(config, service)
         raise
     env_file = _write_env_file(config)
+    _record_stack(config, base_env)
     for service in SERVICES:
         state = "already running" if service in running else "started"
         print(f"{service:<15} {state:<16} log {_display(config.log_file(service))}")
@@ -475,6 +623,8 @@ def up(config: StackConfig, base_env: Mapping[str, str] | None = None) -> None:
     print(f"MLflow UI       {config.mlflow_url}")
     print(f"worker          pool {config.pool!r}, data cache {_display(config.data_dir)}")
     print(f"                data from {base_env.get('TAXI_DURATION_DATA_URL') or 'the TLC'}")
+    _print_run_environment(run_env)
+    _print_alerts(alert_lines)
     print()
     print("Point the CLI at the stack (or: source " + _display(env_file) + "):")
     print(f"  export PREFECT_API_URL={config.prefect_api_url}")
@@ -482,8 +632,80 @@ def up(config: StackConfig, base_env: Mapping[str, str] | None = None) -> None:
     print("Deploy: prefect --no-prompt deploy --all    Stop: taxi-duration stack down")
 
 
+def _record_stack(config: StackConfig, env: Mapping[str, str]) -> None:
+    """Remember the ports and pool in the folder, and the folder per user: `status` and
+    `down` find the stack from any directory."""
+    record = {"prefect_port": config.prefect_port, "mlflow_port": config.mlflow_port}
+    config.state_file.write_text(json.dumps({**record, "pool": config.pool}) + "\n")
+    with contextlib.suppress(OSError):
+        last = last_stack_file(env)
+        last.parent.mkdir(parents=True, exist_ok=True)
+        last.write_text(f"{config.directory}\n")
+
+
+def _print_run_environment(env: Mapping[str, str]) -> None:
+    print("flow runs get   " + "\n                ".join(f"{k}={v}" for k, v in env.items()))
+
+
+def _print_alerts(lines: Sequence[str]) -> None:
+    if not lines:
+        print("alerts          none (set TAXI_DURATION_NOTIFY_WEBHOOK_URL or _EMAIL_TO)")
+        return
+    print("alerts          " + "\n                ".join(lines))
+
+
+IN_FLIGHT = ("PENDING", "RUNNING", "CANCELLING")
+CANCEL_GRACE_SECONDS = 30.0
+
+
+def _in_flight(config: StackConfig) -> list[dict[str, Any]]:
+    """The pool's flow runs that have started and not ended."""
+    try:
+        response = httpx.post(
+            f"{config.prefect_api_url}/flow_runs/filter",
+            json={
+                "flow_runs": {"state": {"type": {"any_": list(IN_FLIGHT)}}},
+                "work_pools": {"name": {"any_": [config.pool]}},
+            },
+            timeout=10.0,
+        )
+    except httpx.HTTPError:
+        return []
+    return list(response.json()) if response.status_code == 200 else []
+
+
+def _set_state(config: StackConfig, flow_run_id: str, state: str, message: str) -> None:
+    with contextlib.suppress(httpx.HTTPError):
+        httpx.post(
+            f"{config.prefect_api_url}/flow_runs/{flow_run_id}/set_state",
+            json={"state": {"type": state, "message": message}, "force": True},
+            timeout=10.0,
+        )
+
+
+def end_in_flight_runs(config: StackConfig, grace: float = CANCEL_GRACE_SECONDS) -> list[str]:
+    """Cancel the pool's in-flight runs through Prefect, while the worker still runs: it stops
+    their processes and marks them Cancelled. Any not ended after ``grace`` seconds is marked
+    Crashed. So no run is left Running on a stopped stack. Their names."""
+    runs = _in_flight(config)
+    for flow_run in runs:
+        _set_state(config, flow_run["id"], "CANCELLING", "the stack is stopping (stack down)")
+    deadline = time.monotonic() + grace
+    while runs and _in_flight(config) and time.monotonic() < deadline:
+        time.sleep(1.0)
+    for flow_run in _in_flight(config):
+        _set_state(
+            config, flow_run["id"], "CRASHED", "still running when the stack stopped (stack down)"
+        )
+    return [str(flow_run["name"]) for flow_run in runs]
+
+
 def down(config: StackConfig) -> None:
-    """Stop the worker first, then the servers."""
+    """End the in-flight runs, then stop the worker, then the servers."""
+    if _read_pid(config, "prefect-server") is not None:
+        ended = end_in_flight_runs(config)
+        if ended:
+            print("cancelled flow runs " + ", ".join(ended))
     stopped = [service for service in reversed(SERVICES) if _stop(config, service)]
     if stopped:
         print("stopped " + ", ".join(stopped))
@@ -507,6 +729,13 @@ def status(config: StackConfig) -> bool:
         print(f"{service:<15} {state}")
     print(f"Prefect UI      {config.prefect_ui_url}")
     print(f"MLflow UI       {config.mlflow_url}")
+    print(f"stack folder    {config.directory}")
+    run_env = pool_environment(config)
+    if run_env is not None:
+        _print_run_environment(run_env)
+    lines = alerts_in_force(config)
+    if lines is not None:
+        _print_alerts(lines)
     return healthy
 
 

@@ -16,14 +16,17 @@ import importlib
 import inspect
 import json
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from prefect import get_run_logger, task
+from prefect import get_client, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State, TaskRun
 from prefect.context import TaskRunContext
+from prefect.events import emit_event
+from prefect.runtime import flow_run as current_flow_run
 from prefect.tasks import Task, exponential_backoff
 
 from taxi_duration import (
@@ -37,6 +40,7 @@ from taxi_duration import (
     summary,
     tracking,
 )
+from taxi_duration.alerts import PROMOTED_EVENT
 from taxi_duration.errors import TRANSIENT_ERRORS
 from taxi_duration.months import Month
 from taxi_duration.settings import Settings
@@ -206,6 +210,9 @@ def register_task(
             logged.model_version,
             logged.run_id,
         )
+    if current_flow_run.id:  # for the alerts' link to the MLflow run
+        with get_client(sync_client=True) as client:
+            client.update_flow_run_labels(current_flow_run.id, {"mlflow.run_id": logged.run_id})
     return logged
 
 
@@ -233,6 +240,13 @@ def promote_task(
         )
         tracking.record_promotion(settings, color, version, decision)
     get_run_logger().info("version %s is the %s: %s", version, decision.alias, decision.reason)
+    if decision.promoted:  # for the alerts (TAXI_DURATION_NOTIFY_ON_PROMOTION)
+        model_name = settings.registered_model(color)
+        emit_event(
+            PROMOTED_EVENT,
+            resource={"prefect.resource.id": f"taxi-duration.model.{model_name}.{version}"},
+            payload={"model_name": model_name, "version": version, **asdict(decision)},
+        )
     return decision
 
 

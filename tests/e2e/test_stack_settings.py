@@ -1,0 +1,79 @@
+"""The stack's settings reach every flow run, whoever starts the worker.
+
+``stack up`` writes the data URL, the data folder, the MLflow server and MLflow's bounded
+retries into the work pool's base job template, so a worker restarted by hand from a clean
+environment (none of the stack's variables) still runs flows on them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+from team_stack import BIN, Stack, spec
+
+pytestmark = pytest.mark.slow
+
+
+def _stop_group(pgid: int, seconds: float = 30) -> None:
+    os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    os.killpg(pgid, signal.SIGKILL)
+
+
+def test_a_worker_restarted_from_a_clean_environment_runs_on_the_stacks_settings(
+    team_stack: Stack, team_deployed: subprocess.CompletedProcess[str], tmp_path: Path
+) -> None:
+    pid_file = team_stack.directory / "run" / "worker.json"
+    _stop_group(int(json.loads(pid_file.read_text())["pid"]))
+
+    # Only where the Prefect server is: no TAXI_DURATION_*, no MLFLOW_*.
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "PREFECT_API_URL": team_stack.api,
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+    }
+    command = [
+        str(BIN / "prefect"),
+        *("worker", "start", "--pool", "taxi-duration", "--type", "process"),
+        *("--install-policy", "never"),
+    ]
+    with (team_stack.directory / "logs" / "worker.log").open("ab") as log:
+        worker = subprocess.Popen(
+            command,
+            env=env,
+            cwd=tmp_path,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    # Recorded as the stack's worker: `stack down` stops it at the end.
+    pid_file.write_text(json.dumps({"pid": worker.pid, "program": "prefect", "command": command}))
+
+    # Yellow: no earlier test downloaded it, so it comes from the stack's data server.
+    flow_run_id = team_stack.trigger(
+        "train/monthly", *spec(color="yellow", year=2023, month=1, model="linear")
+    )
+    team_stack.wait_completed(flow_run_id)
+    assert str(team_stack.directory / "data" / "yellow_tripdata_2023-01.parquet") in (
+        team_stack.logs(flow_run_id)
+    )
+    client = MlflowClient(tracking_uri=team_stack.mlflow)
+    experiment = client.get_experiment_by_name("nyc-taxi-duration")
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id], "params.color = 'yellow'")
+    assert len(runs) == 1, "the run did not log to the stack's MLflow server"

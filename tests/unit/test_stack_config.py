@@ -1,0 +1,133 @@
+"""The stack's own logic, without servers: port probe, where the stack is, alert settings."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from taxi_duration import alerts, stack
+from taxi_duration.errors import InvalidInputError
+from taxi_duration.settings import Settings
+
+
+def test_a_port_left_in_time_wait_is_free_and_a_listening_one_is_not() -> None:
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    assert not stack._port_free(port)
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = listener.accept()
+    accepted.close()  # the server side closes first: its end of the port goes to TIME_WAIT
+    client.close()
+    listener.close()
+    assert stack._port_free(port)  # as `up` right after `down` finds it
+
+
+def test_the_stack_is_found_from_any_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    elsewhere, there = tmp_path / "elsewhere", tmp_path / "project" / ".stack"
+    elsewhere.mkdir()
+    (there / "run").mkdir(parents=True)
+    (there / "stack.json").write_text(json.dumps({"prefect_port": 4321, "mlflow_port": 5432}))
+    env = {"XDG_STATE_HOME": str(tmp_path / "state")}
+    monkeypatch.chdir(elsewhere)
+    assert stack.find_directory(env) == elsewhere / ".stack"  # nothing recorded yet
+
+    stack.last_stack_file(env).parent.mkdir(parents=True)
+    stack.last_stack_file(env).write_text(f"{there}\n")  # as `up` records it
+    config = stack.StackConfig.from_env(env)
+    assert config.directory == there
+    assert (config.prefect_port, config.mlflow_port) == (4321, 5432)
+    # A setting wins over what was recorded.
+    assert (
+        stack.StackConfig.from_env({**env, "TAXI_DURATION_PREFECT_PORT": "4200"}).prefect_port
+        == 4200
+    )
+    assert stack.find_directory({**env, "TAXI_DURATION_STACK_DIR": str(tmp_path)}) == tmp_path
+    # A .stack of the current folder comes first.
+    (elsewhere / ".stack" / "run").mkdir(parents=True)
+    assert stack.find_directory(env) == elsewhere / ".stack"
+
+
+def test_flow_runs_get_the_data_url_bounded_mlflow_retries_and_heartbeats(tmp_path: Path) -> None:
+    env = {"TAXI_DURATION_STACK_DIR": str(tmp_path), "TAXI_DURATION_DATA_URL": "http://mirror"}
+    run_env = stack.run_environment(stack.StackConfig.from_env(env), env)
+    assert run_env == {
+        "TAXI_DURATION_DATA_URL": "http://mirror",
+        "TAXI_DURATION_DATA_DIR": str(tmp_path / "data"),
+        "MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
+    }
+
+
+def test_alert_settings_make_the_channels() -> None:
+    wanted = alerts.alerts_from(
+        Settings(
+            notify_webhook_url="https://hooks.slack.com/services/A/B/C",
+            notify_email_to="a@example.com, b@example.com",
+            smtp_host="smtp.example.com",
+            smtp_tls="ssl",
+        )
+    )
+    assert wanted.webhook_url == "https://hooks.slack.com/services/A/B/C"
+    assert wanted.email is not None
+    assert (wanted.email.to, wanted.email.port) == (["a@example.com", "b@example.com"], 465)
+    assert not wanted.on_promotion
+    none = alerts.alerts_from(Settings())
+    assert (none.webhook_url, none.email) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"notify_webhook_url": "hooks.slack.com/x"}, "TAXI_DURATION_NOTIFY_WEBHOOK_URL"),
+        ({"notify_email_to": "team", "smtp_host": "h"}, "'team' is not an email address"),
+        ({"notify_email_to": "a@example.com"}, "set TAXI_DURATION_SMTP_HOST"),
+    ],
+)
+def test_bad_alert_settings_are_named(settings: dict[str, str], message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        alerts.alerts_from(Settings(**settings))  # type: ignore[arg-type]
+
+
+def test_stack_up_with_a_bad_alert_setting_exits_2_and_starts_nothing(tmp_path: Path) -> None:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "TAXI_DURATION_STACK_DIR": str(tmp_path / "stack"),
+        "TAXI_DURATION_SMTP_TLS": "maybe",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "taxi_duration.stack", "up"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "TAXI_DURATION_SMTP_TLS 'maybe'" in result.stderr
+    assert "'starttls', 'ssl' or 'none'" in result.stderr
+    assert not (tmp_path / "stack").exists()
+
+
+def test_the_webhook_url_is_kept_as_a_secret_and_posted_to_as_slack_and_teams_take_it() -> None:
+    url = "https://hooks.slack.com/services/T000/B000/XXXX"
+    block = alerts._webhook_block(url)
+    assert url not in block.model_dump_json()  # masked wherever the block is shown
+    request = block._build_request_args(body="the message", subject="the subject")
+    assert request["url"] == url
+    assert request["method"] == "POST"
+    assert request["json"] == {"text": "the subject\n\nthe message"}
