@@ -29,6 +29,28 @@ _TIMESTAMP_PREFIX = {"green": "lpep", "yellow": "tpep"}
 # Nothing known only after the trip (fares, tips, totals, RatecodeID, store_and_fwd_flag).
 # Optional: a month without one (yellow has no trip_type) gets NaN, which carries signal.
 REQUEST_COLUMNS = ("VendorID", "trip_type", "passenger_count")
+# The other columns the TLC publishes for green and yellow trips: known only at the end of
+# the trip (dropoff, fares, tips, totals, rate code) or not predictive. A model accepts and
+# ignores them, so a published row scores as it is.
+IGNORED_TLC_COLUMNS = (
+    "lpep_dropoff_datetime",
+    "tpep_dropoff_datetime",
+    "store_and_fwd_flag",
+    "RatecodeID",
+    "fare_amount",
+    "extra",
+    "mta_tax",
+    "tip_amount",
+    "tolls_amount",
+    "ehail_fee",
+    "improvement_surcharge",
+    "total_amount",
+    "payment_type",
+    "congestion_surcharge",
+    "airport_fee",
+    "Airport_fee",
+    "cbd_congestion_fee",
+)
 
 
 @dataclass(frozen=True)

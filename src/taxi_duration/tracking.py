@@ -40,7 +40,13 @@ from taxi_duration.errors import (
 )
 from taxi_duration.ingest import file_digest
 from taxi_duration.models import TripDurationModel
-from taxi_duration.prepare import RAW_PICKUP_COLUMNS, REQUEST_COLUMNS, ZONE_COLUMNS, raw_example
+from taxi_duration.prepare import (
+    IGNORED_TLC_COLUMNS,
+    RAW_PICKUP_COLUMNS,
+    REQUEST_COLUMNS,
+    ZONE_COLUMNS,
+    raw_example,
+)
 from taxi_duration.promote import CHALLENGER, CHAMPION, PromotionDecision
 from taxi_duration.settings import Settings
 from taxi_duration.summary import MonthData, RunRecord
@@ -68,13 +74,14 @@ def _raw_trip_signature() -> ModelSignature:
     """Raw TLC rows of either color: one of the pickup columns, zones, distance.
 
     Zones are of any type: published as integers, they become floats in months with nulls.
-    The request-time fields are optional and of any numeric type (missing: NaN).
+    The request-time fields are optional and of any numeric type (missing: NaN); the other
+    published columns are accepted and ignored, so a row as published raises no warning.
     """
     pickups = [ColSpec("datetime", name, required=False) for name in RAW_PICKUP_COLUMNS]
     zones = [ColSpec(AnyType(), name) for name in ZONE_COLUMNS]  # type: ignore[no-untyped-call]
     optional = [
         ColSpec(AnyType(), name, required=False)  # type: ignore[no-untyped-call]
-        for name in REQUEST_COLUMNS
+        for name in (*REQUEST_COLUMNS, *IGNORED_TLC_COLUMNS)
     ]
     return ModelSignature(
         inputs=Schema([*pickups, *zones, ColSpec("double", "trip_distance"), *optional]),

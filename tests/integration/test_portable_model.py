@@ -123,6 +123,8 @@ def test_the_scoring_server_answers_valid_json_with_null_for_a_trip_without_a_pr
         predictions = json.loads(response.text, parse_constant=_reject_nan)["predictions"]
         assert predictions[1] is None
         assert all(isinstance(value, float) for value in (predictions[0], predictions[2]))
+        # Every column of a published row is in the signature: nothing "extra" to warn about.
+        assert "extra inputs" not in (tmp_path / "serve.log").read_text()
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
