@@ -14,18 +14,14 @@ import os
 import sys
 import typing
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from taxi_duration import __version__
 from taxi_duration.errors import BacktestFailedError, TaxiDurationError
-from taxi_duration.specs import (
-    BacktestSpec,
-    PredictSpec,
-    PromoteSpec,
-    Spec,
-    TrainSpec,
-    TuneSpec,
-)
+from taxi_duration.settings import RUN_ENVIRONMENT_DEFAULTS
+
+if TYPE_CHECKING:
+    from taxi_duration.specs import Spec
 
 PROG = "taxi-duration"
 
@@ -125,9 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_ArgumentParser)
 
-    for name, (spec, summary, description) in COMMANDS.items():
+    for name, (_, summary, description) in COMMANDS.items():
         command = commands.add_parser(name, help=summary, description=description)
-        _add_spec_options(command, spec)
+        _add_spec_options(command, _spec_class(name))
         _add_output_options(command)
 
     from taxi_duration import stack
@@ -136,35 +132,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS: dict[str, tuple[type[Spec], str, str]] = {
+# Each command: its spec's class in taxi_duration.specs (imported when the parser is built,
+# after main has set the environment that the libraries it loads read once), help, description.
+COMMANDS: dict[str, tuple[str, str, str]] = {
     "train": (
-        TrainSpec,
+        "TrainSpec",
         "train on one month, evaluate on the next, register the model",
         "Train on one month of TLC data, evaluate on the following month "
         "(or --val-year/--val-month), and register the model in MLflow.",
     ),
     "tune": (
-        TuneSpec,
+        "TuneSpec",
         "search XGBoost parameters, then train and register the best model",
         "Search XGBoost parameters (Optuna TPE, pruned on the validation month's "
         "RMSE), each trial a nested MLflow run, then train the final model with the best "
         "parameters and register it. Seeded: with --jobs 1 a run is reproducible.",
     ),
     "predict": (
-        PredictSpec,
+        "PredictSpec",
         "score every trip of a month with the champion (or --model-uri)",
         "Predict the duration of every trip of a month (no duration filter) and "
         "write parquet: ride_id, zones, predicted_duration (null where a zone or the "
         "distance is missing) and model_version.",
     ),
     "promote": (
-        PromoteSpec,
+        "PromoteSpec",
         "make a registered version the champion by hand (e.g. a rollback)",
         "Point the champion alias of a color's model at one of its versions, showing the "
         "validation RMSE of both; the replaced champion becomes the challenger.",
     ),
     "backtest": (
-        BacktestSpec,
+        "BacktestSpec",
         "train on each month of a range and validate on the next, in parallel on Dask",
         "For each consecutive pair of months from --from to --to, train on the "
         "first and validate on the second, like train (nothing is registered), with the "
@@ -174,9 +172,16 @@ COMMANDS: dict[str, tuple[type[Spec], str, str]] = {
 }
 
 
+def _spec_class(command: str) -> type[Spec]:
+    from taxi_duration import specs
+
+    spec: type[Spec] = getattr(specs, COMMANDS[command][0])
+    return spec
+
+
 def spec_from_args(args: argparse.Namespace) -> Spec:
     """The command's spec, from the arguments given (a missing one takes the field default)."""
-    spec = COMMANDS[args.command][0]
+    spec = _spec_class(args.command)
     given = {name: value for name, value in vars(args).items() if name in spec.model_fields}
     return spec.parse(**{name: value for name, value in given.items() if value is not None})
 
@@ -210,11 +215,6 @@ def _configure_runtime(verbose: bool) -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "true" if verbose else "false")
-    # MLflow's own HTTP retries (7, backoff factor 2, 120 s timeout) take many minutes to give
-    # up on a dead tracking server: a few quick retries, then one clear error.
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     from prefect.logging.configuration import ensure_logging_setup
     from prefect.logging.handlers import PrefectConsoleHandler
 
@@ -260,6 +260,8 @@ def _print_summary(result: dict[str, Any]) -> None:
 
 
 def _run(spec: Spec) -> dict[str, Any]:
+    from taxi_duration.specs import BacktestSpec, PredictSpec, PromoteSpec, TrainSpec, TuneSpec
+
     if isinstance(spec, PromoteSpec):  # no flow: a few registry calls
         from dataclasses import asdict
 
@@ -288,6 +290,8 @@ def _run(spec: Spec) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    for name, value in RUN_ENVIRONMENT_DEFAULTS.items():  # a user's own setting wins
+        os.environ.setdefault(name, value)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "stack":

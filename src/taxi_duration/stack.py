@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import httpx
 
 from taxi_duration.errors import StackError, TaxiDurationError
-from taxi_duration.settings import TLC_DATA_URL
+from taxi_duration.settings import RUN_ENVIRONMENT_DEFAULTS, TLC_DATA_URL
 
 if TYPE_CHECKING:
     from taxi_duration.alerts import Alerts
@@ -219,15 +219,6 @@ def commands(config: StackConfig) -> dict[str, list[str]]:
     }
 
 
-# MLflow's own HTTP retries (7, backoff factor 2, 120 s timeout) take many minutes to give up
-# on a dead tracking server: a few quick retries, then one clear error (as the CLI sets them).
-MLFLOW_RETRY_DEFAULTS = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
-}
-
-
 def run_environment(config: StackConfig, base: Mapping[str, str]) -> dict[str, str]:
     """What every flow run of the stack's pool gets, whoever started its worker.
 
@@ -238,7 +229,7 @@ def run_environment(config: StackConfig, base: Mapping[str, str]) -> dict[str, s
         "TAXI_DURATION_DATA_URL": config.data_url,
         "TAXI_DURATION_DATA_DIR": str(config.data_dir),
         "MLFLOW_TRACKING_URI": config.mlflow_url,
-        **{name: base.get(name) or value for name, value in MLFLOW_RETRY_DEFAULTS.items()},
+        **{name: base.get(name) or value for name, value in RUN_ENVIRONMENT_DEFAULTS.items()},
         # A heartbeat every 30 s: a run whose process dies is marked Crashed (taxi_duration.alerts).
         "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": base.get("PREFECT_FLOWS_HEARTBEAT_FREQUENCY") or "30",
     }

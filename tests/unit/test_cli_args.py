@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -186,3 +189,30 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         cli.main(["--version"])
     assert caught.value.code == 0
     assert capsys.readouterr().out.strip() == f"taxi-duration {__version__}"
+
+
+_SPY_ON_XGBOOST = """
+import builtins, os, sys
+from taxi_duration import cli
+imported_with_cli = "xgboost" in sys.modules
+seen = {}
+real_import = builtins.__import__
+def spy(name, *args, **kwargs):
+    if name == "xgboost" and "policy" not in seen:
+        seen["policy"] = os.environ.get("OMP_WAIT_POLICY")
+    return real_import(name, *args, **kwargs)
+builtins.__import__ = spy
+code = cli.main(["train", "--year", "2023", "--month", "13"])
+print(imported_with_cli, seen.get("policy"), code)
+"""
+
+
+def test_the_cli_sets_the_run_defaults_before_it_loads_xgboost(tmp_path: Path) -> None:
+    """OpenMP reads its wait policy once, when XGBoost loads it: spinning threads made
+    training 10x slower beside a competing process."""
+    env = {key: value for key, value in os.environ.items() if key != "OMP_WAIT_POLICY"}
+    result = subprocess.run(
+        [sys.executable, "-c", _SPY_ON_XGBOOST], env=env, cwd=tmp_path, capture_output=True,
+        text=True, timeout=120,
+    )  # fmt: skip
+    assert result.stdout.split() == ["False", "PASSIVE", "2"], result.stderr

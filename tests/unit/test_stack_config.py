@@ -67,6 +67,7 @@ def test_flow_runs_get_the_data_url_bounded_mlflow_retries_and_heartbeats(tmp_pa
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
         "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
         "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+        "OMP_WAIT_POLICY": "PASSIVE",
         "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
     }
 
