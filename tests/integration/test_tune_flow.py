@@ -6,6 +6,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from taxi_duration.flows.tune import tune
+from taxi_duration.models import DEFAULT_XGBOOST
 from taxi_duration.specs import TuneSpec
 
 pytestmark = pytest.mark.slow
@@ -33,8 +34,10 @@ def test_tune_logs_each_trial_under_one_parent_and_registers_the_best(
     assert len(children) == 4
     # The search starts from the default configuration, so it never returns worse.
     first = next(run for run in children if run.info.run_name == "trial-0")
-    assert first.data.params["max_depth"] == "8"
-    assert float(first.data.params["min_child_weight"]) == 50
+    assert first.data.params["max_depth"] == str(DEFAULT_XGBOOST.params["max_depth"])
+    assert (
+        float(first.data.params["min_child_weight"]) == DEFAULT_XGBOOST.params["min_child_weight"]
+    )
     finished = [run for run in children if run.info.status == "FINISHED"]
     best_trial_rmse = min(run.data.metrics["rmse"] for run in finished)
     assert summary.rmse == pytest.approx(best_trial_rmse, rel=1e-6)
