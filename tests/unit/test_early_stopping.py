@@ -5,28 +5,28 @@ from __future__ import annotations
 import numpy as np
 import xgboost as xgb
 
-from taxi_duration.models import XGBoostParams, train_booster
+from taxi_duration.models import FitResult, XGBoostParams, train_booster
 
 
-def _data(seed: int, rows: int = 400) -> tuple[np.ndarray, np.ndarray]:
-    generator = np.random.default_rng(seed)
-    features = generator.normal(size=(rows, 3))
-    return features, 3 * features[:, 0] + generator.normal(size=rows)
+def _fit(rounds: int, keep_best_iteration: bool) -> tuple[XGBoostParams, FitResult]:
+    """Boost on a learnable month, validated on labels unrelated to the features: after a
+    round or two, every tree makes the validation RMSE worse."""
+    generator = np.random.default_rng(0)
+    x_train, x_val = generator.normal(size=(400, 3)), generator.normal(size=(400, 3))
+    y_train = 3 * x_train[:, 0] + generator.normal(size=400)
+    params = XGBoostParams(
+        params={"max_depth": 6, "learning_rate": 0.3, "seed": 0},
+        num_boost_round=rounds,
+        early_stopping_rounds=5,
+        keep_best_iteration=keep_best_iteration,
+    )
+    noise = generator.normal(size=400)
+    dtrain, dval = xgb.DMatrix(x_train, label=y_train), xgb.DMatrix(x_val, label=noise)
+    return params, train_booster(params, dtrain, dval)
 
 
 def test_boosting_stops_once_validation_stops_improving() -> None:
-    x_train, y_train = _data(0)
-    x_val, _ = _data(1)
-    # Labels unrelated to the features: after a round or two, every tree makes it worse.
-    noise = np.random.default_rng(2).normal(size=len(x_val))
-    params = XGBoostParams(
-        params={"max_depth": 6, "learning_rate": 0.3, "seed": 0},
-        num_boost_round=500,
-        early_stopping_rounds=5,
-    )
-    fit = train_booster(
-        params, xgb.DMatrix(x_train, label=y_train), xgb.DMatrix(x_val, label=noise)
-    )
+    params, fit = _fit(rounds=500, keep_best_iteration=True)
     curve = fit.history["validation_rmse"]
     assert fit.best_iteration is not None
     assert len(curve) < 100  # far short of the 500 rounds allowed
@@ -37,18 +37,7 @@ def test_boosting_stops_once_validation_stops_improving() -> None:
     assert fit.estimator.num_boosted_rounds() == fit.best_iteration + 1
 
 
-def test_without_early_stopping_every_round_is_kept() -> None:
-    x_train, y_train = _data(0)
-    x_val, _ = _data(1)
-    noise = np.random.default_rng(2).normal(size=len(x_val))
-    params = XGBoostParams(
-        params={"max_depth": 6, "learning_rate": 0.3, "seed": 0},
-        num_boost_round=30,
-        early_stopping_rounds=5,
-        keep_best_iteration=False,
-    )
-    fit = train_booster(
-        params, xgb.DMatrix(x_train, label=y_train), xgb.DMatrix(x_val, label=noise)
-    )
+def test_without_keeping_the_best_every_round_is_kept() -> None:
+    _, fit = _fit(rounds=30, keep_best_iteration=False)
     assert isinstance(fit.estimator, xgb.Booster)
     assert fit.estimator.num_boosted_rounds() == len(fit.history["validation_rmse"])
