@@ -88,7 +88,7 @@ def main() -> None:
             f"{mlflow}/#/experiments/{experiment_id}/runs/{match.group(1)}",
             CLOSE_MLFLOW_ASSISTANT,
         ),
-        ("mlflow-model.png", f"{mlflow}/#/models/nyc-taxi-duration", CLOSE_MLFLOW_ASSISTANT),
+        ("mlflow-model.png", f"{mlflow}/#/models/nyc-taxi-duration-green", CLOSE_MLFLOW_ASSISTANT),
     ]
     if scheduled is not None:
         shots.append(

@@ -17,8 +17,15 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from taxi_duration import __version__
-from taxi_duration.errors import BacktestFailedError, InvalidInputError, TaxiDurationError
-from taxi_duration.specs import BacktestSpec, PredictSpec, Spec, TrainSpec, TuneSpec
+from taxi_duration.errors import BacktestFailedError, TaxiDurationError
+from taxi_duration.specs import (
+    BacktestSpec,
+    PredictSpec,
+    PromoteSpec,
+    Spec,
+    TrainSpec,
+    TuneSpec,
+)
 
 PROG = "taxi-duration"
 
@@ -123,15 +130,6 @@ def build_parser() -> argparse.ArgumentParser:
         _add_spec_options(command, spec)
         _add_output_options(command)
 
-    promote = commands.add_parser(
-        "promote",
-        help="make a registered version the champion by hand (e.g. a rollback)",
-        description="Point the champion alias at a registered version; the replaced "
-        "champion becomes the challenger.",
-    )
-    promote.add_argument("--version", type=_number(int, "version"), required=True)
-    _add_output_options(promote)
-
     from taxi_duration import stack
 
     stack.add_command(commands)
@@ -158,6 +156,12 @@ COMMANDS: dict[str, tuple[type[Spec], str, str]] = {
         "Predict the duration of every trip of a month (no duration filter) and "
         "write parquet: ride_id, zones, predicted_duration (null where a zone or the "
         "distance is missing) and model_version.",
+    ),
+    "promote": (
+        PromoteSpec,
+        "make a registered version the champion by hand (e.g. a rollback)",
+        "Point the champion alias of a color's model at one of its versions, showing the "
+        "validation RMSE of both; the replaced champion becomes the challenger.",
     ),
     "backtest": (
         BacktestSpec,
@@ -239,31 +243,30 @@ def _print_summary(result: dict[str, Any]) -> None:
         )
     if result["intercept"] is not None:
         print(f"  intercept     {result['intercept']:>12.4f}")
-    print(
-        f"  model         {result['model_name']} version {result['model_version']} "
-        f"({result['model_size_bytes']:,} bytes)"
+    registered = (
+        f"{result['model_name']} version {result['model_version']}"
+        if result["model_version"]
+        else f"not registered, logged as {result['model_uri']}"
     )
+    print(f"  model         {registered} ({result['model_size_bytes']:,} bytes)")
     print(f"  MLflow run    {result['run_id']} at {result['tracking_uri']}")
-    role = "champion" if result["promoted"] else "challenger"
-    print(f"  promotion     {role}: {result['promotion_reason']}")
+    if result["model_version"]:
+        role = "champion" if result["promoted"] else "challenger"
+        print(f"  promotion     {role}: {result['promotion_reason']}")
     if result.get("best_params"):
         print(f"  tuning        best of {result['n_trials']} trials: {result['best_params']}")
     steps = ", ".join(f"{name} {seconds:.2f}s" for name, seconds in result["timings"].items())
     print(f"  timings       {steps}")
 
 
-def _run(command: str, spec: Spec | None, args: argparse.Namespace) -> dict[str, Any]:
-    if spec is None:  # promote: no flow, one registry call
+def _run(spec: Spec) -> dict[str, Any]:
+    if isinstance(spec, PromoteSpec):  # no flow: a few registry calls
+        from dataclasses import asdict
+
         from taxi_duration import tracking
         from taxi_duration.settings import Settings
 
-        settings = Settings()
-        previous = tracking.set_champion(settings, str(args.version))
-        return {
-            "model_name": settings.model_name,
-            "champion_version": str(args.version),
-            "previous_champion": previous,
-        }
+        return asdict(tracking.set_champion(Settings(), spec.color, str(spec.version)))
     if isinstance(spec, BacktestSpec):
         from taxi_duration.flows.backtest import run_backtest
 
@@ -292,11 +295,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return stack.run(args.action)
     try:
-        if args.command == "promote" and args.version < 1:
-            raise InvalidInputError(f"version {args.version} is out of range: 1 or more")
-        spec = spec_from_args(args) if args.command in COMMANDS else None
+        spec = spec_from_args(args)
         _configure_runtime(args.verbose)
-        result = _run(args.command, spec, args)
+        result = _run(spec)
     except TaxiDurationError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return error.exit_code
@@ -316,9 +317,17 @@ def _print_prediction(result: dict[str, Any]) -> None:
 
 
 def _print_promotion(result: dict[str, Any]) -> None:
+    def scored(version: str | None, rmse: float | None, month: str | None) -> str:
+        if version is None:
+            return "none"
+        return f"v{version} (validation RMSE " + (
+            f"{rmse:.4f} on {month})" if rmse is not None else "not recorded)"
+        )
+
     print(
-        f"{result['model_name']}@champion is now version {result['champion_version']} "
-        f"(was {result['previous_champion'] or 'none'})"
+        f"{result['model_name']}@champion is now "
+        f"{scored(result['version'], result['rmse'], result['val_month'])}, "
+        f"was {scored(result['previous'], result['previous_rmse'], result['previous_val_month'])}"
     )
 
 

@@ -6,6 +6,7 @@ complete and checked, so the cache never holds a partial or corrupt file.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import tempfile
@@ -50,6 +51,15 @@ def tlc_file_name(color: str, month: Month) -> str:
 def tlc_url(base_url: str, color: str, month: Month) -> str:
     """``{base_url}/{color}_tripdata_{YYYY}-{MM}.parquet``."""
     return f"{base_url.rstrip('/')}/{tlc_file_name(color, month)}"
+
+
+def file_digest(path: Path) -> str:
+    """The sha256 of a data file, hex: what a run's lineage names its months by."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(_CHUNK_BYTES), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def check_parquet(path: Path) -> None:

@@ -22,7 +22,9 @@ class Settings(BaseSettings):
 
     data_url: str = TLC_DATA_URL
     data_dir: Path = Path("data")
-    model_name: str = "nyc-taxi-duration"
+    # One registered model per taxi type: "{color}" is replaced by it (a name without it
+    # gets "-{color}" appended), so a green champion is never compared with a yellow run.
+    model_name: str = "nyc-taxi-duration-{color}"
     experiment_name: str = "nyc-taxi-duration"
     # Used only when MLFLOW_TRACKING_URI is not set: a sqlite store and its artifacts.
     mlflow_dir: Path = Path("mlflow")
@@ -47,6 +49,13 @@ class Settings(BaseSettings):
     smtp_user: str | None = None
     smtp_password: SecretStr | None = None
     smtp_tls: Literal["starttls", "ssl", "none"] = "starttls"
+
+    def registered_model(self, color: str) -> str:
+        """The registered model of ``color``'s runs, e.g. ``nyc-taxi-duration-green``."""
+        template = (
+            self.model_name if "{color}" in self.model_name else f"{self.model_name}-{{color}}"
+        )
+        return template.replace("{color}", color)
 
     @property
     def tracking_uri(self) -> str:

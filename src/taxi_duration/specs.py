@@ -128,6 +128,11 @@ class TrainingSpec(Spec):
     val_month: MonthNumber | None = Field(None, description="1-12")
     train_path: str | None = Field(None, description="local parquet file instead of downloading")
     val_path: str | None = Field(None, description="local parquet file for the validation month")
+    register_version: bool = Field(
+        True,
+        description="off (--no-register): log the run, touch no model version or alias",
+        json_schema_extra={"flag": "--register"},
+    )
     min_improvement: MinImprovement = Field(
         0.0,
         description="RMSE (minutes) by which a new version must beat the champion: "
@@ -274,6 +279,15 @@ class PredictSpec(Spec):
             raise InvalidInputError("output '' is empty: give a parquet file to write")
         _local_file(self.input_path, "input")
         return self
+
+
+class PromoteSpec(Spec):
+    """``taxi-duration promote``: a version of a color's model made champion by hand."""
+
+    color: Color = Field("green", description="taxi type: whose registered model")
+    version: Annotated[int, _in_range("version", 1)] = Field(
+        description="the registered version to make the champion"
+    )
 
 
 class BacktestSpec(Spec):

@@ -4,6 +4,7 @@ given as JSON and shown as a Prefect artifact."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -20,6 +21,17 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class MonthData:
+    """A month a run trained or validated on: where it came from and the file it read."""
+
+    context: str  # "training" or "validation"
+    name: str  # e.g. green_tripdata_2023-01
+    source: str  # the URL it was downloaded from, or the local file given
+    path: Path
+    rows: int  # rows in the file
+
+
+@dataclass(frozen=True)
 class RunRecord:
     """What a training run logs: its name, parameters, metrics, tags, learning curve, and an
     input example for the model's signature; ``run_id`` to log into a started run."""
@@ -31,6 +43,19 @@ class RunRecord:
     history: dict[str, list[float]] = field(default_factory=dict)
     input_example: pd.DataFrame | None = None
     run_id: str | None = None
+    datasets: tuple[MonthData, ...] = ()
+    charts: dict[str, bytes] = field(default_factory=dict)  # PNG files, by name
+
+    def description(self) -> str:
+        """A model version's description: its months, rows and validation RMSE."""
+        months = "; ".join(
+            f"{data.context} {data.name} ({int(data.rows):,} rows)" for data in self.datasets
+        )
+        rmse = self.metrics.get("rmse")
+        scored = f"validation RMSE {rmse:.4f} min" if rmse is not None else "no validation month"
+        return (
+            f"{self.run_name}: {months}; {int(self.metrics['rows_kept']):,} trips kept; {scored}."
+        )
 
 
 def run_record(
@@ -83,8 +108,8 @@ class TrainSummary:
     intercept: float | None
     best_iteration: int | None
     run_id: str
-    model_name: str
-    model_version: str
+    model_name: str | None  # None: logged, not registered
+    model_version: str | None
     model_uri: str
     model_size_bytes: int | None
     tracking_uri: str
@@ -103,7 +128,7 @@ class TrainSummary:
         model: TripDurationModel,
         fit: FitResult,
         registered: RegisteredModel,
-        decision: PromotionDecision,
+        decision: PromotionDecision | None,
         tracking_uri: str,
         timings: dict[str, float],
     ) -> TrainSummary:
@@ -138,16 +163,23 @@ class TrainSummary:
             model_size_bytes=registered.model_size_bytes,
             tracking_uri=tracking_uri,
             timings=timings,
-            promoted=decision.promoted,
-            champion_version=registered.model_version
-            if decision.promoted
-            else decision.previous_champion,
-            champion_rmse=decision.champion_rmse,
-            promotion_reason=decision.reason,
+            promoted=decision is not None and decision.promoted,
+            champion_version=None
+            if decision is None
+            else (registered.model_version if decision.promoted else decision.previous_champion),
+            champion_rmse=None if decision is None else decision.champion_rmse,
+            promotion_reason="not registered (--no-register)"
+            if decision is None
+            else decision.reason,
         )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def registered(self) -> str:
+        if self.model_version is None:
+            return f"not registered (logged as `{self.model_uri}`)"
+        return f"`{self.model_name}` version {self.model_version}"
 
     def markdown(self) -> str:
         val = f"{self.val_month} ({self.val_rows:,} trips)" if self.val_month else "none"
@@ -163,10 +195,12 @@ class TrainSummary:
             ("Validation RMSE (min)", rmse),
             ("Training RMSE (min)", f"{self.rmse_train:.4f}"),
             ("MLflow run", f"`{self.run_id}`"),
-            ("Registered model", f"`{self.model_name}` version {self.model_version}"),
+            ("Registered model", self.registered()),
             (
                 "Promotion",
-                f"{'champion' if self.promoted else 'challenger'}: {self.promotion_reason}",
+                self.promotion_reason
+                if self.model_version is None
+                else f"{'champion' if self.promoted else 'challenger'}: {self.promotion_reason}",
             ),
         ]
         table = "\n".join(f"| {name} | {value} |" for name, value in rows)

@@ -11,7 +11,9 @@ import fcntl
 import functools
 import io
 import pickle
+import subprocess
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib.metadata import version as package_version
@@ -21,10 +23,11 @@ from typing import Any, TypeVar
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.data.dataset_source_registry import resolve_dataset_source
+from mlflow.data.meta_dataset import MetaDataset
 from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
-from mlflow.pyfunc.model import PythonModel
 from mlflow.tracking import MlflowClient
 from mlflow.types.schema import AnyType, ColSpec, Schema
 
@@ -35,39 +38,30 @@ from taxi_duration.errors import (
     TrackingError,
     is_storage_failure,
 )
+from taxi_duration.ingest import file_digest
 from taxi_duration.models import TripDurationModel
 from taxi_duration.prepare import RAW_PICKUP_COLUMNS, ZONE_COLUMNS, raw_example
 from taxi_duration.promote import CHALLENGER, CHAMPION, PromotionDecision
 from taxi_duration.settings import Settings
-from taxi_duration.summary import RunRecord
+from taxi_duration.summary import MonthData, RunRecord
 
 _PYFUNC_ENTRY_POINT = Path(__file__).with_name("pyfunc_model.py")
+# The package itself travels with each version (MLflow's code_paths): the pickled model's
+# classes load from it where taxi_duration is not installed.
+_PACKAGE_DIR = Path(__file__).parent
 # Listed explicitly: inferring them starts a subprocess and takes seconds.
 _PIP_PACKAGES = ("mlflow", "numpy", "pandas", "pyarrow", "scikit-learn", "scipy", "xgboost")
 
 
 @dataclass(frozen=True)
 class RegisteredModel:
-    """Where a training run's model ended up."""
+    """Where a training run's model ended up (no name or version: logged, not registered)."""
 
     run_id: str
-    model_name: str
-    model_version: str
+    model_name: str | None
+    model_version: str | None
     model_uri: str
     model_size_bytes: int | None
-
-
-class TripDurationPyfunc(PythonModel):
-    """Preprocessor and model as one pyfunc: ``predict`` takes raw TLC rows."""
-
-    def load_context(self, context: Any) -> None:
-        with open(context.artifacts["model"], "rb") as file:
-            self.model: TripDurationModel = pickle.load(file)
-
-    def predict(
-        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
-    ) -> np.ndarray:
-        return self.model.predict_raw(model_input)
 
 
 def _raw_trip_signature() -> ModelSignature:
@@ -193,7 +187,10 @@ def experiment_id(client: MlflowClient, settings: Settings) -> str:
     try:
         return str(
             client.create_experiment(
-                settings.experiment_name, artifact_location=settings.artifact_location
+                settings.experiment_name,
+                artifact_location=settings.artifact_location,
+                # MLflow 3 opens an experiment without a kind in its GenAI view.
+                tags={"mlflow.experimentKind": "custom_model_development"},
             )
         )
     except MlflowException:
@@ -205,9 +202,14 @@ def experiment_id(client: MlflowClient, settings: Settings) -> str:
 
 @translate_errors
 def log_and_register(
-    settings: Settings, model: TripDurationModel, record: RunRecord, work_dir: Path
+    settings: Settings,
+    model: TripDurationModel,
+    record: RunRecord,
+    work_dir: Path,
+    register: bool = True,
 ) -> RegisteredModel:
-    """Log everything about a training run, then register its model as a new version.
+    """Log everything about a training run, then (``register``) register its model as a new
+    version; without it, no version or alias is touched.
 
     With ``record.run_id``, log into that (already started) run, e.g. a tuning run's parent.
     """
@@ -224,7 +226,12 @@ def log_and_register(
     ) as run:
         mlflow.log_params(record.params)
         mlflow.log_metrics(record.metrics)
-        mlflow.set_tags(record.tags)
+        mlflow.set_tags({**record.tags, **_code_version_tags()})
+        for data in record.datasets:
+            _log_month(data)
+        for name, png in record.charts.items():
+            (work_dir / name).write_bytes(png)
+            mlflow.log_artifact(str(work_dir / name), artifact_path="charts")
         now = int(time.time() * 1000)
         curve = [
             Metric(key, value, now, step)
@@ -236,6 +243,7 @@ def log_and_register(
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(_PYFUNC_ENTRY_POINT),
+            code_paths=[str(_PACKAGE_DIR)],
             artifacts={"model": str(model_file)},
             signature=signature,
             input_example=record.input_example,
@@ -243,16 +251,54 @@ def log_and_register(
         )
     # ModelInfo lacks the size MLflow records in the MLmodel file.
     size = mlflow.models.Model.load(info.model_uri).model_size_bytes
+    if not register:
+        return RegisteredModel(run.info.run_id, None, None, info.model_uri, size)
+    name = settings.registered_model(record.tags["color"])
     # register_model prints its progress on stderr; the caller reports the version instead.
     with contextlib.redirect_stderr(io.StringIO()):
-        registered = mlflow.register_model(info.model_uri, settings.model_name)
+        registered = mlflow.register_model(info.model_uri, name)
+    client.update_model_version(name, str(registered.version), description=record.description())
     return RegisteredModel(
         run_id=run.info.run_id,
-        model_name=settings.model_name,
+        model_name=name,
         model_version=str(registered.version),
-        model_uri=f"models:/{settings.model_name}/{registered.version}",
+        model_uri=f"models:/{name}/{registered.version}",
         model_size_bytes=size,
     )
+
+
+def _log_month(data: MonthData) -> None:
+    """A month as an MLflow dataset of the run: its source, digest and rows."""
+    digest = file_digest(data.path)
+    with warnings.catch_warnings():  # a local path "can be interpreted in multiple ways"
+        warnings.simplefilter("ignore", UserWarning)
+        source = resolve_dataset_source(data.source)
+    # MLflow's own concrete class (its annotations still call ``profile`` abstract); the
+    # digest column holds 36 characters: the full sha256 goes in the input's tags.
+    dataset = MetaDataset(source=source, name=data.name, digest=digest[:32])  # type: ignore[abstract]
+    mlflow.log_input(dataset, context=data.context, tags={"sha256": digest, "rows": str(data.rows)})
+
+
+def _code_version_tags() -> dict[str, str]:
+    """The git commit of the code that trained, when it runs from a checkout."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=_PACKAGE_DIR,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return {}  # an installed wheel, or no git
+    return {"mlflow.source.git.commit": commit} if commit else {}
+
+
+@translate_errors
+def log_text(settings: Settings, run_id: str, text: str, name: str) -> None:
+    """A text file (e.g. the run's summary in markdown) among a run's artifacts."""
+    _configure(settings).log_text(run_id, text, name)
 
 
 @translate_errors
@@ -319,11 +365,12 @@ def _unless_unreachable(settings: Settings, error: MlflowException) -> None:
 
 
 @translate_errors
-def champion_version(settings: Settings) -> str | None:
-    """The version the ``champion`` alias points to, if any."""
+def champion_version(settings: Settings, color: str) -> str | None:
+    """The version the ``champion`` alias of ``color``'s model points to, if any."""
     client = _configure(settings)
     try:
-        return str(client.get_model_version_by_alias(settings.model_name, CHAMPION).version)
+        name = settings.registered_model(color)
+        return str(client.get_model_version_by_alias(name, CHAMPION).version)
     except MlflowException as error:
         _unless_unreachable(settings, error)  # a server that fails is not "no champion yet"
         return None
@@ -361,16 +408,22 @@ def resolve_version(settings: Settings, uri: str) -> str:
 @translate_errors
 def score_version(settings: Settings, version: str, trips: pd.DataFrame, color: str) -> np.ndarray:
     """Predictions of a registered version for prepared trips (e.g. the validation month)."""
-    model = load_model(settings, f"models:/{settings.model_name}/{version}")
+    model = load_model(settings, f"models:/{settings.registered_model(color)}/{version}")
     return np.asarray(model.predict(raw_example(trips, color, rows=None)), dtype=np.float64)
 
 
 @translate_errors
-def record_promotion(settings: Settings, version: str, decision: PromotionDecision) -> None:
-    """Point the decision's alias at ``version`` and record the decision as version tags."""
+def record_promotion(
+    settings: Settings, color: str, version: str, decision: PromotionDecision
+) -> None:
+    """Point the decision's alias at ``version``; add the decision to the version's record.
+
+    The aliases are the truth about which version is the champion: no tag says so (it would
+    go stale); each version keeps the decisions about it in its description and tags.
+    """
     client = _configure(settings)
+    name = settings.registered_model(color)
     tags = {
-        "promotion.decision": decision.alias,
         "promotion.reason": decision.reason,
         "promotion.rmse": "" if decision.new_rmse is None else f"{decision.new_rmse:.6f}",
         "promotion.champion_rmse": ""
@@ -379,30 +432,65 @@ def record_promotion(settings: Settings, version: str, decision: PromotionDecisi
         "promotion.previous_champion": decision.previous_champion or "",
     }
     for key, value in tags.items():
-        client.set_model_version_tag(settings.model_name, version, key, value)
-    client.set_registered_model_alias(settings.model_name, decision.alias, version)
+        client.set_model_version_tag(name, version, key, value)
+    client.set_registered_model_alias(name, decision.alias, version)
+    _add_to_description(client, name, version, f"{decision.alias}: {decision.reason}")
+
+
+def _add_to_description(client: MlflowClient, name: str, version: str, line: str) -> None:
+    described = client.get_model_version(name, version).description or ""
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    client.update_model_version(name, version, description=f"{described}\n\n{stamp} {line}")
+
+
+@dataclass(frozen=True)
+class ManualPromotion:
+    """A champion set by hand, and what it replaced: each version's validation RMSE."""
+
+    model_name: str
+    version: str
+    rmse: float | None
+    val_month: str | None
+    previous: str | None
+    previous_rmse: float | None
+    previous_val_month: str | None
 
 
 @translate_errors
-def set_champion(settings: Settings, version: str) -> str | None:
-    """Make ``version`` the champion by hand (e.g. a rollback); returns the previous one."""
+def set_champion(settings: Settings, color: str, version: str) -> ManualPromotion:
+    """Make ``version`` of ``color``'s model the champion by hand (e.g. a rollback)."""
     client = _configure(settings)
+    name = settings.registered_model(color)
     try:
-        client.get_model_version(settings.model_name, version)
+        chosen = client.get_model_version(name, version)
     except MlflowException as error:
         _unless_unreachable(settings, error)
         raise InvalidInputError(
-            f"version {version} of model {settings.model_name!r} does not exist"
+            f"version {version} of model {name!r} does not exist: "
+            f"{color} versions are registered under {name}"
         ) from None
-    previous = champion_version(settings)
-    client.set_registered_model_alias(settings.model_name, CHAMPION, version)
-    client.set_model_version_tag(
-        settings.model_name, version, "promotion.reason", f"set by hand (was v{previous})"
-    )
+    previous = champion_version(settings, color)
+    client.set_registered_model_alias(name, CHAMPION, version)
+    _add_to_description(client, name, version, f"champion: set by hand (was v{previous})")
     if previous is not None and previous != version:
         # The replaced champion stays reachable as the challenger.
-        client.set_registered_model_alias(settings.model_name, CHALLENGER, previous)
-    return previous
+        client.set_registered_model_alias(name, CHALLENGER, previous)
+        _add_to_description(client, name, previous, f"challenger: replaced by hand with v{version}")
+    rmse, val_month = _validation_rmse(client, chosen.run_id)
+    previous_rmse, previous_month = (None, None)
+    if previous is not None:
+        previous_rmse, previous_month = _validation_rmse(
+            client, client.get_model_version(name, previous).run_id
+        )
+    return ManualPromotion(name, version, rmse, val_month, previous, previous_rmse, previous_month)
+
+
+def _validation_rmse(client: MlflowClient, run_id: str | None) -> tuple[float | None, str | None]:
+    """A version's run's validation RMSE and month, as it recorded them."""
+    if run_id is None:
+        return None, None
+    data = client.get_run(run_id).data
+    return data.metrics.get("rmse"), data.params.get("val_month")
 
 
 # ---- backtests ----------------------------------------------------------------------------

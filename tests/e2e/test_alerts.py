@@ -141,7 +141,7 @@ def test_up_again_updates_the_alerts_in_place_and_tells_of_a_new_champion(
         # No champion: the next version is promoted, whatever its RMSE.
         client = MlflowClient(tracking_uri=team_stack.mlflow, registry_uri=team_stack.mlflow)
         with contextlib.suppress(MlflowException):  # no model or no alias yet
-            client.delete_registered_model_alias("nyc-taxi-duration", "champion")
+            client.delete_registered_model_alias("nyc-taxi-duration-green", "champion")
         before = counts(smtp_sink, webhook_receiver)
         flow_run_id = team_stack.trigger("train/monthly", *spec(year=2023, month=2, model="linear"))
         flow_run = team_stack.wait_completed(flow_run_id)

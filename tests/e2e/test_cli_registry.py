@@ -31,7 +31,17 @@ def test_predict_and_promote_round_trip(workspace: Path, synthetic_data_url: str
 
     promoted = run_cli(workspace, synthetic_data_url, "promote", "--version", "1", "--json")
     assert promoted.returncode == 0, promoted.stderr
-    assert json.loads(promoted.stdout.strip().splitlines()[-1])["champion_version"] == "1"
+    lines = promoted.stdout.strip().splitlines()
+    result = json.loads(lines[-1])
+    assert result["version"] == "1"
+    assert result["model_name"] == "nyc-taxi-duration-green"
+    # What it is choosing between: both versions' validation RMSE, as their runs recorded it.
+    assert result["rmse"] > 0
+    chosen = f"v1 (validation RMSE {result['rmse']:.4f} on 2023-02)"
+    assert lines[0].startswith(f"nyc-taxi-duration-green@champion is now {chosen}")
+    if result["previous"] is not None:
+        replaced = f"v{result['previous']} (validation RMSE {result['previous_rmse']:.4f}"
+        assert f"was {replaced}" in lines[0]
 
 
 @pytest.mark.parametrize(
@@ -48,7 +58,7 @@ def test_predict_and_promote_round_trip(workspace: Path, synthetic_data_url: str
         pytest.param(
             ("train", "--year", "2023", "--month", "1", "--min-improvement", "-1"),
             2,
-            "min-improvement -1",
+            "min_improvement -1",
             id="negative-improvement",
         ),
     ],

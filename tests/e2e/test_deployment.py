@@ -34,7 +34,7 @@ pytestmark = pytest.mark.slow
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 RUN_TIMEOUT_SECONDS = 600
-MODEL_NAME = "nyc-taxi-duration"
+MODEL_NAME = "nyc-taxi-duration-green"
 # What a test must not inherit from the developer's shell.
 _ISOLATED = (
     "MLFLOW_TRACKING_URI",

@@ -129,5 +129,5 @@ def test_train_monthly_completes_with_both_servers_on_postgres(
     )
     assert state == "COMPLETED"
     versions = postgres.query("mlflow", "SELECT name, version FROM model_versions")
-    assert versions == [("nyc-taxi-duration", 1)]
+    assert versions == [("nyc-taxi-duration-green", 1)]
     assert not list(postgres_stack.directory.rglob("*.db"))

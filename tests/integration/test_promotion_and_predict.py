@@ -20,7 +20,7 @@ from taxi_duration.settings import Settings
 from taxi_duration.specs import PredictSpec, TrainSpec
 
 pytestmark = pytest.mark.slow
-NAME = "nyc-taxi-duration"
+NAME = "nyc-taxi-duration-green"
 
 
 def _alias(registry: MlflowClient, alias: str) -> str:
@@ -44,8 +44,10 @@ def test_a_worse_challenger_does_not_replace_the_champion(
     assert worse.rmse > worse.champion_rmse
     assert _alias(registry, "champion") == "1"
     assert _alias(registry, "challenger") == "2"
-    tags = registry.get_model_version(NAME, "2").tags
-    assert tags["promotion.decision"] == "challenger"
+    version = registry.get_model_version(NAME, "2")
+    tags = version.tags
+    assert "promotion.decision" not in tags  # the aliases say who is champion
+    assert "challenger: RMSE" in version.description
     assert float(tags["promotion.champion_rmse"]) == pytest.approx(worse.champion_rmse, rel=1e-5)
     assert tags["promotion.previous_champion"] == "1"
 
@@ -68,12 +70,34 @@ def test_promote_by_hand_rolls_back_and_rejects_unknown_versions(
     train(TrainSpec.parse(year=2023, month=1))
     train(TrainSpec.parse(year=2023, month=1, model="linear", features="separate"))
     settings = Settings()
-    assert tracking.set_champion(settings, "2") == "1"
+    promotion = tracking.set_champion(settings, "green", "2")
+    assert (promotion.version, promotion.previous) == ("2", "1")
+    runs = {v: registry.get_run(registry.get_model_version(NAME, v).run_id) for v in "12"}
+    assert promotion.rmse == runs["2"].data.metrics["rmse"]
+    assert promotion.previous_rmse == runs["1"].data.metrics["rmse"]
+    assert promotion.val_month == "2023-02"
     assert _alias(registry, "champion") == "2"
     assert _alias(registry, "challenger") == "1"
-    with pytest.raises(InvalidInputError, match="version 7 of model 'nyc-taxi-duration'"):
-        tracking.set_champion(settings, "7")
+    assert "champion: set by hand (was v1)" in registry.get_model_version(NAME, "2").description
+    assert "challenger: replaced by hand" in registry.get_model_version(NAME, "1").description
+    with pytest.raises(InvalidInputError, match="version 7 of model 'nyc-taxi-duration-green'"):
+        tracking.set_champion(settings, "green", "7")
+    # Another color's model: its own versions, its own champion.
+    with pytest.raises(InvalidInputError, match="nyc-taxi-duration-yellow"):
+        tracking.set_champion(settings, "yellow", "2")
     assert _alias(registry, "champion") == "2"
+
+
+def test_each_color_has_its_own_champion(prefect_api: None, registry: MlflowClient) -> None:
+    green = train(TrainSpec.parse(year=2023, month=1, model="linear", features="separate"))
+    yellow = train(TrainSpec.parse(color="yellow", year=2023, month=1, model="linear"))
+    assert (green.model_name, yellow.model_name) == (NAME, "nyc-taxi-duration-yellow")
+    # The first yellow version is compared with no champion: the green one is not its kind.
+    assert yellow.promoted
+    assert "first version" in yellow.promotion_reason
+    assert _alias(registry, "champion") == green.model_version
+    yellow_champion = registry.get_model_version_by_alias("nyc-taxi-duration-yellow", "champion")
+    assert str(yellow_champion.version) == yellow.model_version
 
 
 def test_predict_scores_every_trip_with_the_champion_like_its_pyfunc(
@@ -99,7 +123,8 @@ def test_predict_scores_every_trip_with_the_champion_like_its_pyfunc(
 
     mlflow.set_tracking_uri(registry.tracking_uri)
     champion = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
-    np.testing.assert_allclose(written["predicted_duration"], champion.predict(raw), rtol=1e-6)
+    expected = np.asarray(champion.predict(raw), dtype=np.float64)  # None: no prediction
+    np.testing.assert_allclose(written["predicted_duration"], expected, rtol=1e-6)
     assert [p.name for p in output.parent.iterdir()] == ["predictions.parquet"]
 
 
@@ -117,7 +142,12 @@ def test_rows_without_zone_or_distance_get_a_null_prediction(
     output = workspace / "predictions.parquet"
     summary = predict(
         PredictSpec.parse(
-            color="yellow", year=2023, month=4, output=str(output), input_path=str(month_file)
+            color="yellow",
+            year=2023,
+            month=4,
+            output=str(output),
+            input_path=str(month_file),
+            model_uri=f"models:/{NAME}@champion",  # a green model scores yellow rows too
         )
     )
     written = pd.read_parquet(output)
@@ -126,5 +156,7 @@ def test_rows_without_zone_or_distance_get_a_null_prediction(
 
 
 def test_predict_without_a_champion_says_so(prefect_api: None, registry: MlflowClient) -> None:
-    with pytest.raises(RegistryError, match="nyc-taxi-duration@champion is not in the registry"):
+    with pytest.raises(
+        RegistryError, match="nyc-taxi-duration-green@champion is not in the registry"
+    ):
         predict(PredictSpec.parse(year=2023, month=3, output="p.parquet"))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import mlflow
 import pytest
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
@@ -49,7 +52,7 @@ def test_flow_registers_a_version_with_its_metrics_and_a_summary_artifact(
     summary, flow_run_id = _run(year=2023, month=1, model="linear", features="pu_do")
 
     client = registry
-    version = client.get_model_version("nyc-taxi-duration", summary.model_version)
+    version = client.get_model_version("nyc-taxi-duration-green", summary.model_version)
     assert version.run_id == summary.run_id
     run = client.get_run(summary.run_id)
     assert run.info.status == "FINISHED"
@@ -112,6 +115,72 @@ def test_a_run_that_fails_while_logging_registers_no_version(
         train(TrainSpec.parse(year=2023, month=1, model="linear", features="pu_do"))
 
     client = registry
-    assert client.search_model_versions("name='nyc-taxi-duration'") == []
+    assert client.search_model_versions("name='nyc-taxi-duration-green'") == []
     runs = client.search_runs([client.get_experiment_by_name("nyc-taxi-duration").experiment_id])
     assert [run.info.status for run in runs] == ["FAILED"]
+
+
+def test_without_registering_the_run_is_logged_and_the_registry_untouched(
+    prefect_api: None, data_url: str, registry: MlflowClient
+) -> None:
+    first, _ = _run(year=2023, month=1, model="linear", features="pu_do")
+    unregistered, _ = _run(year=2023, month=1, register_version=False)
+
+    assert unregistered.model_version is None
+    assert unregistered.model_name is None
+    assert not unregistered.promoted
+    assert "not registered" in unregistered.promotion_reason
+    assert "promote" not in unregistered.timings
+    versions = registry.search_model_versions("name='nyc-taxi-duration-green'")
+    assert [str(version.version) for version in versions] == [first.model_version]
+    champion = registry.get_model_version_by_alias("nyc-taxi-duration-green", "champion")
+    assert str(champion.version) == first.model_version
+    with pytest.raises(MlflowException):
+        registry.get_model_version_by_alias("nyc-taxi-duration-green", "challenger")
+    run = registry.get_run(unregistered.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["rmse"] == pytest.approx(unregistered.rmse)
+    # The model is logged with the run, loadable from it.
+    assert unregistered.model_uri.startswith(("runs:/", "models:/m-"))
+    assert mlflow.pyfunc.load_model(unregistered.model_uri) is not None
+
+
+def test_the_run_records_its_months_code_and_flow_run_and_the_version_describes_itself(
+    prefect_api: None, data_url: str, registry: MlflowClient, workspace: Path
+) -> None:
+    summary, flow_run_id = _run(year=2023, month=1, model="linear", features="pu_do")
+
+    run = registry.get_run(summary.run_id)
+    inputs = {
+        next(tag.value for tag in data.tags if tag.key == "mlflow.data.context"): data
+        for data in run.inputs.dataset_inputs
+    }
+    assert set(inputs) == {"training", "validation"}
+    for context, month, rows in (
+        ("training", "2023-01", summary.rows_loaded),
+        ("validation", "2023-02", summary.val_rows_loaded),
+    ):
+        data = inputs[context]
+        path = workspace / "data" / f"green_tripdata_{month}.parquet"
+        sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+        assert data.dataset.name == f"green_tripdata_{month}"
+        assert json.loads(data.dataset.source)["url"] == f"{data_url}/{path.name}"
+        tags = {tag.key: tag.value for tag in data.tags}
+        assert tags["sha256"] == sha256
+        assert data.dataset.digest == sha256[:32]
+        assert tags["rows"] == str(rows)
+
+    assert run.data.tags["taxi_duration_version"]
+    assert run.data.tags["prefect.flow_run_id"] == str(flow_run_id)
+    assert str(flow_run_id) in run.data.tags.get("prefect.flow_run_url", str(flow_run_id))
+    version = registry.get_model_version("nyc-taxi-duration-green", summary.model_version)
+    assert "training green_tripdata_2023-01" in version.description
+    assert f"validation RMSE {summary.rmse:.4f}" in version.description
+    assert "champion: first version" in version.description
+
+    artifacts = {item.path for item in registry.list_artifacts(summary.run_id, "charts")}
+    assert {"charts/residuals_by_hour.png", "charts/predicted_vs_actual.png"} <= artifacts
+    summary_md = registry.download_artifacts(summary.run_id, "summary.md", str(workspace))
+    assert f"{summary.rmse:.4f}" in Path(summary_md).read_text()
+    experiment = registry.get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"

@@ -19,7 +19,7 @@ def test_tune_logs_each_trial_under_one_parent_and_registers_the_best(
     assert summary.n_trials == 4
     assert summary.best_params is not None
     assert {"max_depth", "learning_rate"} <= summary.best_params.keys()
-    version = registry.get_model_version("nyc-taxi-duration", summary.model_version)
+    version = registry.get_model_version("nyc-taxi-duration-green", summary.model_version)
     assert version.run_id == summary.run_id
 
     parent = registry.get_run(summary.run_id)

@@ -194,6 +194,11 @@ def test_train_arguments_map_to_the_spec(tmp_path: Path) -> None:
     )
 
 
+def test_no_register_is_the_register_field_off() -> None:
+    spec = _spec(["train", "--year", "2023", "--month", "1", "--no-register"])
+    assert spec == TrainSpec(year=2023, month=1, register_version=False)
+
+
 def test_defaults_come_from_the_spec() -> None:
     assert _spec(["train", "--year", "2023", "--month", "1"]) == TrainSpec(year=2023, month=1)
     assert _spec(["tune", "--year", "2023", "--month", "1"]) == TuneSpec(year=2023, month=1)

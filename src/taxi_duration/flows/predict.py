@@ -54,7 +54,7 @@ def predict(spec: PredictSpec) -> PredictSummary:
         path = spec.input_file or ingest_month(settings, spec.color, spec.scored_month)
         trips = prepare.read_trips_to_score(path, spec.color)
     with timed(timings, "score"):
-        uri = spec.model_uri or f"models:/{settings.model_name}@champion"
+        uri = spec.model_uri or f"models:/{settings.registered_model(spec.color)}@champion"
         version = tracking.resolve_version(settings, uri)
         predicted = score_task(settings, uri, trips)
     with timed(timings, "write"):

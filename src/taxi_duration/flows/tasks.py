@@ -29,7 +29,17 @@ from prefect.events import emit_event
 from prefect.runtime import flow_run as current_flow_run
 from prefect.tasks import Task, exponential_backoff
 
-from taxi_duration import __version__, evaluate, ingest, models, prepare, promote, summary, tracking
+from taxi_duration import (
+    __version__,
+    charts,
+    evaluate,
+    ingest,
+    models,
+    prepare,
+    promote,
+    summary,
+    tracking,
+)
 from taxi_duration.alerts import PROMOTED_EVENT
 from taxi_duration.errors import TRANSIENT_ERRORS
 from taxi_duration.months import Month
@@ -170,22 +180,40 @@ def evaluate_task(model: models.TripDurationModel, data: models.FeatureData) -> 
     return metrics
 
 
+@task(name="explain", cache_policy=NO_CACHE)
+def explain_task(
+    model: models.TripDurationModel,
+    data: models.FeatureData,
+    fit: models.FitResult,
+    val: prepare.PreparedTrips | None,
+) -> dict[str, bytes]:
+    made = charts.model_charts(model, data, fit.history, None if val is None else val.frame)
+    get_run_logger().info("charts: %s", ", ".join(made))
+    return made
+
+
 @task(name="register", cache_policy=NO_CACHE)
 def register_task(
-    settings: Settings, model: models.TripDurationModel, record: summary.RunRecord
+    settings: Settings,
+    model: models.TripDurationModel,
+    record: summary.RunRecord,
+    register: bool = True,
 ) -> tracking.RegisteredModel:
     with tempfile.TemporaryDirectory(prefix="taxi-duration-") as work_dir:
-        registered = tracking.log_and_register(settings, model, record, Path(work_dir))
-    get_run_logger().info(
-        "registered %s version %s (run %s)",
-        registered.model_name,
-        registered.model_version,
-        registered.run_id,
-    )
+        logged = tracking.log_and_register(settings, model, record, Path(work_dir), register)
+    if logged.model_version is None:
+        get_run_logger().info("logged run %s, registered nothing", logged.run_id)
+    else:
+        get_run_logger().info(
+            "registered %s version %s (run %s)",
+            logged.model_name,
+            logged.model_version,
+            logged.run_id,
+        )
     if current_flow_run.id:  # for the alerts' link to the MLflow run
         with get_client(sync_client=True) as client:
-            client.update_flow_run_labels(current_flow_run.id, {"mlflow.run_id": registered.run_id})
-    return registered
+            client.update_flow_run_labels(current_flow_run.id, {"mlflow.run_id": logged.run_id})
+    return logged
 
 
 @task(name="promote", cache_policy=NO_CACHE)
@@ -205,20 +233,19 @@ def promote_task(
     with tracking.embedded_store_lock(settings):
         decision = promote.choose_champion(
             version,
-            tracking.champion_version(settings),
+            tracking.champion_version(settings, color),
             None if val is None else val.frame["duration"].to_numpy(),
             lambda scored: _score(settings, scored, val, color),
             min_improvement,
         )
-        tracking.record_promotion(settings, version, decision)
+        tracking.record_promotion(settings, color, version, decision)
     get_run_logger().info("version %s is the %s: %s", version, decision.alias, decision.reason)
     if decision.promoted:  # for the alerts (TAXI_DURATION_NOTIFY_ON_PROMOTION)
+        model_name = settings.registered_model(color)
         emit_event(
             PROMOTED_EVENT,
-            resource={
-                "prefect.resource.id": f"taxi-duration.model.{settings.model_name}.{version}"
-            },
-            payload={"model_name": settings.model_name, "version": version, **asdict(decision)},
+            resource={"prefect.resource.id": f"taxi-duration.model.{model_name}.{version}"},
+            payload={"model_name": model_name, "version": version, **asdict(decision)},
         )
     return decision
 

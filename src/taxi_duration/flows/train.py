@@ -6,13 +6,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from taxi_duration import models, prepare, summary
+from taxi_duration import models, prepare, summary, tracking
 from taxi_duration.flows.tasks import (
     evaluate_task,
+    explain_task,
     features_task,
     ingest_month,
     prepare_task,
@@ -20,10 +22,12 @@ from taxi_duration.flows.tasks import (
     register_task,
     train_task,
 )
+from taxi_duration.ingest import tlc_url
+from taxi_duration.months import Month
 from taxi_duration.settings import Settings
 from taxi_duration.specs import TrainingSpec, TrainSpec
 
-STEPS = ("ingest", "prepare", "features", "train", "evaluate", "register", "promote")
+STEPS = ("ingest", "prepare", "features", "train", "evaluate", "explain", "register", "promote")
 
 
 @contextmanager
@@ -37,10 +41,12 @@ def timed(timings: dict[str, float], step: str) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class PreparedMonths:
-    """The prepared trips of a run's training month and of its validation month, if any."""
+    """The prepared trips of a run's training month and of its validation month, if any,
+    and where each came from."""
 
     train: prepare.PreparedTrips
     val: prepare.PreparedTrips | None
+    datasets: tuple[summary.MonthData, ...]
 
 
 def prepare_month_pair(
@@ -68,7 +74,31 @@ def prepare_months(
     with timed(timings, "prepare"):
         train = prepare_task(train_file, spec.color)
         val = None if val_file is None else prepare_task(val_file, spec.color)
-    return PreparedMonths(train, val)
+    train_month = spec.required_train_month()
+    datasets = [
+        _month_data(
+            settings, spec.color, "training", train_month, train_file, train, spec.train_file
+        )
+    ]
+    if val is not None and val_file is not None and val_month is not None:
+        datasets.append(
+            _month_data(settings, spec.color, "validation", val_month, val_file, val, spec.val_file)
+        )
+    return PreparedMonths(train, val, tuple(datasets))
+
+
+def _month_data(
+    settings: Settings,
+    color: str,
+    context: str,
+    month: Month,
+    path: Path,
+    trips: prepare.PreparedTrips,
+    given: Path | None,
+) -> summary.MonthData:
+    """A month's lineage: the local file given, else the URL it was downloaded from."""
+    source = str(given.resolve()) if given is not None else tlc_url(settings.data_url, color, month)
+    return summary.MonthData(context, path.stem, source, path, trips.rows_loaded)
 
 
 def train_and_register(
@@ -95,19 +125,44 @@ def train_and_register(
         metrics,
         models.n_features(data.x_train),
     )
-    record = replace(record, run_id=parent_run_id)
+    with timed(timings, "explain"):
+        made = explain_task(model, data, fit, months.val)
+    record = replace(
+        record,
+        run_id=parent_run_id,
+        datasets=months.datasets,
+        tags={**record.tags, **_prefect_tags()},
+        charts=made,
+    )
     with timed(timings, "register"):
-        registered = register_task(settings, model, record)
-    with timed(timings, "promote"):
-        decision = promote_task(
-            settings, registered.model_version, months.val, spec.color, spec.min_improvement
-        )
+        registered = register_task(settings, model, record, spec.register_version)
+    decision = None
+    if registered.model_version is not None:
+        with timed(timings, "promote"):
+            decision = promote_task(
+                settings, registered.model_version, months.val, spec.color, spec.min_improvement
+            )
     return summary.TrainSummary.of_run(
         record, model, fit, registered, decision, settings.tracking_uri, timings
     )
 
 
-def publish(result: summary.TrainSummary, kind: str) -> None:
+def _prefect_tags() -> dict[str, str]:
+    """The Prefect flow run that trained the model, and its page in the UI."""
+    from prefect.runtime import flow_run
+
+    tags = {
+        "prefect.flow_run_id": str(flow_run.id or ""),
+        "prefect.flow_run_name": str(flow_run.name or ""),
+    }
+    if flow_run.ui_url:
+        tags["prefect.flow_run_url"] = str(flow_run.ui_url)
+    return {key: value for key, value in tags.items() if value}
+
+
+def publish(settings: Settings, result: summary.TrainSummary, kind: str) -> None:
+    """The summary as the flow run's Prefect artifact and the MLflow run's ``summary.md``."""
+    tracking.log_text(settings, result.run_id, result.markdown(), "summary.md")
     create_markdown_artifact(
         key=f"{kind}-summary",
         markdown=result.markdown(),
@@ -158,5 +213,5 @@ def train(spec: TrainSpec = _ANY_MONTHS) -> summary.TrainSummary:
     timings: dict[str, float] = {}
     months, data = prepare_month_pair(settings, spec, timings)
     result = train_and_register(settings, spec, spec.config, months, data, timings)
-    publish(result, "train")
+    publish(settings, result, "train")
     return result

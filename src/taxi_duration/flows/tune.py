@@ -74,5 +74,5 @@ def tune(spec: TuneSpec) -> TrainSummary:
         )
     summary.best_params = result.best_params
     summary.n_trials = result.n_trials
-    publish(summary, "tune")
+    publish(settings, summary, "tune")
     return summary
