@@ -104,6 +104,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, synthetic_data_url: str) -> 
         TAXI_DURATION_DATA_URL=synthetic_data_url,
         TAXI_DURATION_DATA_DIR=str(root / "data"),
         PREFECT_HOME=str(root / "prefect-client"),  # the CLI's; the stack has its own
+        XDG_STATE_HOME=str(root / "state"),  # where stack up records its folder
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         PREFECT_CLI_PROMPT="false",
     )
