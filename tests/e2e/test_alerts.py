@@ -44,6 +44,25 @@ def new_messages(
     return smtp_sink.inbox.snapshot()[before[0] :], webhook_receiver.inbox.snapshot()[before[1] :]
 
 
+def one_email_and_one_webhook_call(
+    smtp_sink: SMTPSink, webhook_receiver: WebhookReceiver, before: tuple[int, int]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Wait for the alert to arrive by both channels, then check that it came once each."""
+    arrived = wait_for(
+        lambda: all(
+            len(messages) >= 1 for messages in new_messages(smtp_sink, webhook_receiver, before)
+        ),
+        ALERT_WITHIN_SECONDS,
+    )
+    emails, hooks = new_messages(smtp_sink, webhook_receiver, before)
+    assert arrived, f"within {ALERT_WITHIN_SECONDS}s: emails {emails}, webhook calls {hooks}"
+    time.sleep(SETTLE_SECONDS)
+    emails, hooks = new_messages(smtp_sink, webhook_receiver, before)
+    assert len(emails) == 1, emails
+    assert len(hooks) == 1, hooks
+    return emails[0], hooks[0]
+
+
 def counts(smtp_sink: SMTPSink, webhook_receiver: WebhookReceiver) -> tuple[int, int]:
     return len(smtp_sink.inbox.snapshot()), len(webhook_receiver.inbox.snapshot())
 
@@ -62,23 +81,9 @@ def test_a_failing_run_alerts_once_by_email_and_webhook_and_a_successful_run_not
     failed = team_stack.wait_final(failing)
     assert failed["state"]["type"] == "FAILED", failed["state"]
 
-    arrived = wait_for(
-        lambda: all(
-            len(messages) >= 1 for messages in new_messages(smtp_sink, webhook_receiver, before)
-        ),
-        ALERT_WITHIN_SECONDS,
-    )
-    emails, hooks = new_messages(smtp_sink, webhook_receiver, before)
-    assert arrived, f"within {ALERT_WITHIN_SECONDS}s: emails {emails}, webhook calls {hooks}"
-    time.sleep(SETTLE_SECONDS)
-    emails, hooks = new_messages(smtp_sink, webhook_receiver, before)
-    assert len(emails) == 1, emails
-    assert len(hooks) == 1, hooks
-
-    [email] = emails
+    email, hook = one_email_and_one_webhook_call(smtp_sink, webhook_receiver, before)
     assert email["to"] == ["team@example.com", "oncall@example.com"]
     assert email["subject"] == f"taxi-duration: train/monthly run {failed['name']} Failed"
-    [hook] = hooks
     assert hook["path"] == "/hooks/taxi"
     assert list(hook["json"]) == ["text"]  # what Slack and Teams webhooks take
     for text in (email["body"], hook["json"]["text"]):
@@ -146,20 +151,9 @@ def test_up_again_updates_the_alerts_in_place_and_tells_of_a_new_champion(
         flow_run_id = team_stack.trigger("train/monthly", *spec(year=2023, month=2, model="linear"))
         flow_run = team_stack.wait_completed(flow_run_id)
         mlflow_run_id = flow_run["labels"]["mlflow.run_id"]
-        arrived = wait_for(
-            lambda: all(
-                len(messages) >= 1 for messages in new_messages(smtp_sink, webhook_receiver, before)
-            ),
-            ALERT_WITHIN_SECONDS,
-        )
-        emails, hooks = new_messages(smtp_sink, webhook_receiver, before)
-        assert arrived, f"within {ALERT_WITHIN_SECONDS}s: emails {emails}, webhook calls {hooks}"
-        time.sleep(SETTLE_SECONDS)
-        emails, hooks = new_messages(smtp_sink, webhook_receiver, before)
-        assert len(emails) == 1, emails
-        assert len(hooks) == 1, hooks
-        assert "is the new champion" in emails[0]["subject"]
-        for text in (emails[0]["body"], hooks[0]["json"]["text"]):
+        email, hook = one_email_and_one_webhook_call(smtp_sink, webhook_receiver, before)
+        assert "is the new champion" in email["subject"]
+        for text in (email["body"], hook["json"]["text"]):
             assert "is the new champion (was none): first version: no champion yet." in text
             assert f"Flow run {flow_run['name']} of deployment train/monthly." in text
             assert f"Prefect run: {team_stack.ui}/runs/flow-run/{flow_run_id}\n" in text
