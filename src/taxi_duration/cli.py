@@ -100,6 +100,9 @@ def _add_spec_options(command: argparse.ArgumentParser, spec: type[Spec]) -> Non
         allowed = schema.get("enum") or next(
             (option["enum"] for option in schema.get("anyOf", []) if "enum" in option), None
         )
+        if extra.get("positional"):
+            command.add_argument(name, choices=allowed, help=field.description)
+            continue
         required = field.is_required() or bool(extra.get("cli_required"))
         help_text = field.description or ""
         if not required and field.default is not None and "default" not in help_text:
@@ -160,6 +163,14 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "make a registered version the champion by hand (e.g. a rollback)",
         "Point the champion alias of a color's model at one of its versions, showing the "
         "validation RMSE of both; the replaced champion becomes the challenger.",
+    ),
+    "cache": (
+        "CacheSpec",
+        "list (ls) or remove (clear) the prepared months cached under the data folder",
+        "The prepared months are cached as parquet under TAXI_DURATION_DATA_DIR/prepared, "
+        "keyed by the source file's bytes and the prepare step's code. ls lists them, most "
+        "recently used first, with their size; clear removes them. Beyond "
+        "TAXI_DURATION_CACHE_MAX_GB the least recently used are removed.",
     ),
     "backtest": (
         "BacktestSpec",
@@ -260,7 +271,14 @@ def _print_summary(result: dict[str, Any]) -> None:
 
 
 def _run(spec: Spec) -> dict[str, Any]:
-    from taxi_duration.specs import BacktestSpec, PredictSpec, PromoteSpec, TrainSpec, TuneSpec
+    from taxi_duration.specs import (
+        BacktestSpec,
+        CacheSpec,
+        PredictSpec,
+        PromoteSpec,
+        TrainSpec,
+        TuneSpec,
+    )
 
     if isinstance(spec, PromoteSpec):  # no flow: a few registry calls
         from dataclasses import asdict
@@ -269,6 +287,11 @@ def _run(spec: Spec) -> dict[str, Any]:
         from taxi_duration.settings import Settings
 
         return asdict(tracking.set_champion(Settings(), spec.color, str(spec.version)))
+    if isinstance(spec, CacheSpec):  # no flow: files in the data folder
+        from taxi_duration.cache import PreparedCache, cache_listing
+        from taxi_duration.settings import Settings
+
+        return cache_listing(PreparedCache.of(Settings()), spec.action)
     if isinstance(spec, BacktestSpec):
         from taxi_duration.flows.backtest import run_backtest
 
@@ -356,7 +379,23 @@ def _print_backtest(result: dict[str, Any]) -> None:
         print(f"  {result['failed']} of {len(result['results'])} pairs failed", file=sys.stderr)
 
 
+def _print_cache(result: dict[str, Any]) -> None:
+    verb = "Removed" if result["action"] == "clear" else "Cached"
+    print(
+        f"{verb} {len(result['entries'])} prepared months, {_gigabytes(result['total_bytes'])} "
+        f"(bound {_gigabytes(result['max_bytes'])}) in {result['root']}"
+    )
+    for entry in result["entries"]:
+        size = _gigabytes(entry["size"])
+        print(f"  {entry['source']:<34} {size:>9}  last used {entry['last_used']}")
+
+
+def _gigabytes(size: int) -> str:
+    return f"{size / 1e9:.2f} GB"
+
+
 _PRINTERS = {
+    "cache": _print_cache,
     "predict": _print_prediction,
     "promote": _print_promotion,
     "backtest": _print_backtest,

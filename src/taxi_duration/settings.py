@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     download_retries: int = 3
     # Base of the exponential backoff between download retries (base, 2x base, 4x base ...).
     download_backoff_seconds: float = 2.0
+    # Bound on the prepared-months cache (data_dir/prepared, ``taxi-duration cache ls``): the
+    # least recently used months go first. A yellow month takes about 0.15 GB; 0 turns it off.
+    cache_max_gb: float = Field(5.0, ge=0)
 
     # Alerts (read by ``taxi-duration stack up``, which turns them into Prefect automations).
     # A webhook that takes {"text": ...} (Slack incoming webhook, Teams webhook/workflow).

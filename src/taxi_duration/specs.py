@@ -8,7 +8,7 @@ before anything is downloaded. Adding an option means adding one field and using
 
 Field metadata for the CLI (``json_schema_extra``): ``flag`` names the option when it is not
 ``--field-name``; ``cli_required`` makes it required on the command line (a scheduled flow
-run may leave it out).
+run may leave it out); ``positional`` makes it an argument without a flag.
 """
 
 from __future__ import annotations
@@ -287,6 +287,20 @@ class PromoteSpec(Spec):
     color: Color = Field("green", description="taxi type: whose registered model")
     version: Annotated[int, _in_range("version", 1)] = Field(
         description="the registered version to make the champion"
+    )
+
+
+CACHE_ACTIONS = ("ls", "clear")
+
+
+class CacheSpec(Spec):
+    """``taxi-duration cache ls|clear``: the prepared-months cache (no flow)."""
+
+    action: Annotated[
+        str, AfterValidator(_one_of("action", CACHE_ACTIONS)), _enum(CACHE_ACTIONS)
+    ] = Field(
+        description="ls: list the cached months and their size; clear: remove them",
+        json_schema_extra={"positional": True},
     )
 
 

@@ -205,25 +205,29 @@ def test_a_second_backtest_on_a_dask_cluster_reuses_the_prepared_months_without_
     dask_logs: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """The cache key of a task pickled to a Dask worker is computed there, as in-process."""
+    """The prepared months cached by the Dask workers are read back by the second backtest."""
     spec = BacktestSpec.parse(
         start="2023-01", end="2023-02", model="linear", features="pu_do", dask_address=dask_cluster
     )
     runner = task_runner(address=dask_cluster)
-    states, downloads = [], []
+    states, downloads, entries = [], [], []
     for _ in range(2):
         state = backtest.with_options(task_runner=runner)(spec, return_state=True)
         assert state.is_completed()
         assert state.state_details.flow_run_id is not None
         states.append(_task_states(state.state_details.flow_run_id))
         downloads.append([r for r in SERVED_REQUESTS[data_url] if r.startswith("GET")])
+        entries.append(
+            {p.name: p.stat().st_ino for p in (workspace / "data" / "prepared").glob("*.parquet")}
+        )
 
     first, second = states
     months = ("green-2023-01", "green-2023-02")
     assert {first[f"prepare-{month}"] for month in months} == {"Completed"}
-    assert {second[f"prepare-{month}"] for month in months} == {"Cached"}
+    assert {second[f"prepare-{month}"] for month in months} == {"Completed"}
+    assert len(entries[0]) == 2
+    assert entries[1] == entries[0]  # the second run read them, wrote none
     assert downloads[1] == downloads[0]  # the second run downloaded nothing
     worker_log = (dask_logs / "worker.log").read_text(errors="replace")
-    assert "cache key" not in worker_log
     assert " ERROR " not in worker_log, worker_log[-3000:]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

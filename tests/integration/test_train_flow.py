@@ -9,7 +9,9 @@ from typing import Any
 from uuid import UUID
 
 import mlflow
+import pyarrow.parquet as pq
 import pytest
+from data_server import SERVED_REQUESTS
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from prefect.client.orchestration import get_client
@@ -20,6 +22,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilterId,
 )
 
+from taxi_duration import cache
 from taxi_duration.errors import TrackingError
 from taxi_duration.flows.train import STEPS, train
 from taxi_duration.specs import TrainSpec
@@ -75,18 +78,31 @@ def test_flow_registers_a_version_with_its_metrics_and_a_summary_artifact(
     assert f"{summary.rmse:.4f}" in markdown
 
 
-def test_rerun_of_an_unchanged_month_reuses_ingest_and_prepare(
-    prefect_api: None, data_url: str, workspace: Path
+def _prepared_entries(workspace: Path) -> dict[str, int]:
+    """The prepared-months cache: each entry's file name and inode (a rewrite changes it)."""
+    return {p.name: p.stat().st_ino for p in (workspace / "data" / "prepared").glob("*.parquet")}
+
+
+def test_rerun_of_an_unchanged_month_reuses_download_and_prepared_months(
+    prefect_api: None, data_url: str, workspace: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The first run downloads: with no file to key on, its ingest is not cached; the
-    # second run's is.
     _run(year=2023, month=2, model="linear", features="separate")
-    _run(year=2023, month=2, model="linear", features="separate")
+    downloads = [r for r in SERVED_REQUESTS[data_url] if r.startswith("GET")]
+    entries = _prepared_entries(workspace)
+    assert len(entries) == 2
+
+    def not_again(path: Path, color: str) -> None:
+        raise AssertionError(f"{path.name} prepared again")
+
+    monkeypatch.setattr(cache, "prepare_trips", not_again)
     _, flow_run_id = _run(year=2023, month=2, model="linear", features="separate")
 
+    # The first run's download was kept: nothing fetched again.
+    assert [r for r in SERVED_REQUESTS[data_url] if r.startswith("GET")] == downloads
+    assert _prepared_entries(workspace) == entries  # read, not rewritten
     states = _task_states(flow_run_id)
-    assert states["ingest"] == ["Cached", "Cached"]
-    assert states["prepare"] == ["Cached", "Cached"]
+    assert states["ingest"] == ["Completed", "Completed"]
+    assert states["prepare"] == ["Completed", "Completed"]
     assert states["train"] == ["Completed"]
 
 
@@ -94,10 +110,14 @@ def test_a_changed_file_is_prepared_again(
     prefect_api: None, data_url: str, workspace: Path
 ) -> None:
     _run(year=2023, month=1, model="linear", features="separate")
-    cached = workspace / "data" / "green_tripdata_2023-02.parquet"
-    cached.touch()  # same bytes, new modification time: the key must change
-    _, flow_run_id = _run(year=2023, month=1, model="linear", features="separate")
-    assert "Completed" in _task_states(flow_run_id)["prepare"]
+    before = _prepared_entries(workspace)
+    month = workspace / "data" / "green_tripdata_2023-02.parquet"
+    table = pq.read_table(month)
+    pq.write_table(table.slice(0, table.num_rows // 2), month)  # new bytes, same name
+    _run(year=2023, month=1, model="linear", features="separate")
+    after = _prepared_entries(workspace)
+    assert len(after) == 3  # January's entry reused, February's new one beside the old
+    assert {name: after[name] for name in before} == before
 
 
 def test_a_run_that_fails_while_logging_registers_no_version(

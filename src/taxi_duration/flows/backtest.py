@@ -24,6 +24,7 @@ from prefect_dask.task_runners import DaskTaskRunner
 
 from taxi_duration import __version__, evaluate, models, prepare, tracking
 from taxi_duration import backtest as steps
+from taxi_duration.cache import PreparedCache
 from taxi_duration.errors import BacktestFailedError
 from taxi_duration.flows.tasks import ingest_arguments, ingest_with_settings, prepare_task
 from taxi_duration.months import Month
@@ -191,7 +192,7 @@ def backtest(spec: BacktestSpec) -> steps.BacktestSummary:
         )
         prepared[month] = prepare_task.with_options(
             task_run_name=f"prepare-{color}-{month}"
-        ).submit(path, color, return_state=False)
+        ).submit(path, color, PreparedCache.of(settings), return_state=False)
         month_steps[month] = [path, prepared[month]]
     pairs = steps.month_pairs(first, last)
     futures = [

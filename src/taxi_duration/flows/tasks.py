@@ -1,20 +1,13 @@
 """Prefect tasks, one per step: each calls its step and logs.
 
-ingest and prepare are cached across runs: their key is their inputs (with the size and
-modification time of any data file) and the source of the step's module and of this one,
-so a re-run of an unchanged month reuses them and a change to the code does not. The key
-reads the modules by name, so it is the same on a Dask worker, which receives the tasks
-pickled. A month whose file is not on disk yet has no key: its first download is never
-taken from the cache.
+No task result is cached or persisted by Prefect: a downloaded month is its own cache (the
+file in the data folder, ``ingest``), and a prepared month is cached as parquet by the
+prepare step (``taxi_duration.cache``), keyed by the file's bytes and the step's code. The
+results stay in memory, so Prefect's result store does not grow with each month.
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import importlib
-import inspect
-import json
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
@@ -24,13 +17,11 @@ import numpy as np
 from prefect import get_client, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State, TaskRun
-from prefect.context import TaskRunContext
 from prefect.events import emit_event
 from prefect.runtime import flow_run as current_flow_run
 from prefect.tasks import Task, exponential_backoff
 
 from taxi_duration import (
-    __version__,
     charts,
     evaluate,
     ingest,
@@ -41,52 +32,10 @@ from taxi_duration import (
     tracking,
 )
 from taxi_duration.alerts import PROMOTED_EVENT
+from taxi_duration.cache import PreparedCache, prepare_cached
 from taxi_duration.errors import TRANSIENT_ERRORS
 from taxi_duration.months import Month
 from taxi_duration.settings import Settings
-
-
-@functools.cache
-def _source_hash(module_name: str) -> str:
-    return hashlib.sha256(
-        inspect.getsource(importlib.import_module(module_name)).encode()
-    ).hexdigest()
-
-
-def _file_state(path: Path) -> list[Any] | None:
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
-
-
-def _cache_key(
-    context: TaskRunContext, step_module: str, parameters: dict[str, Any], files: list[Path]
-) -> str | None:
-    states = [_file_state(path) for path in files]
-    if any(state is None for state in states):
-        return None  # a missing file must be (re)made, never taken from the cache
-    payload = {
-        "task": context.task.name,
-        # This module too: a task that changes what it returns must not be handed a
-        # result cached by its older self.
-        "sources": [_source_hash(step_module), _source_hash(__name__)],
-        "version": __version__,
-        "parameters": {key: str(value) for key, value in sorted(parameters.items())},
-        "files": states,
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
-
-def _ingest_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
-    month = Month.parse(parameters["month"])
-    target = Path(parameters["cache_dir"]) / ingest.tlc_file_name(parameters["color"], month)
-    return _cache_key(context, ingest.__name__, parameters, [target])
-
-
-def _prepare_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
-    return _cache_key(context, prepare.__name__, parameters, [Path(parameters["path"])])
 
 
 def _retry_if_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
@@ -102,8 +51,8 @@ def _retry_if_transient(task: Task[..., Any], task_run: TaskRun, state: State[An
 
 @task(
     name="ingest",
-    cache_key_fn=_ingest_cache_key,
-    persist_result=True,
+    cache_policy=NO_CACHE,  # the downloaded file is the cache
+    persist_result=False,
     retries=3,
     retry_delay_seconds=exponential_backoff(backoff_factor=2),
     retry_jitter_factor=0.5,
@@ -145,11 +94,15 @@ def ingest_month(settings: Settings, color: str, month: Month) -> Path:
     return ingest_with_settings(settings)(*ingest_arguments(settings, color, month))
 
 
-@task(name="prepare", cache_key_fn=_prepare_cache_key, persist_result=True)
-def prepare_task(path: Path, color: str) -> prepare.PreparedTrips:
-    trips = prepare.prepare_trips(path, color)
+@task(name="prepare", cache_policy=NO_CACHE, persist_result=False)  # cached as parquet
+def prepare_task(path: Path, color: str, cache: PreparedCache) -> prepare.PreparedTrips:
+    trips, hit = prepare_cached(path, color, cache)
     get_run_logger().info(
-        "%s: %d rows loaded, %d kept (1-60 minutes)", path.name, trips.rows_loaded, trips.rows_kept
+        "%s: %d rows loaded, %d kept (1-60 minutes)%s",
+        path.name,
+        trips.rows_loaded,
+        trips.rows_kept,
+        " (cached)" if hit else "",
     )
     return trips
 

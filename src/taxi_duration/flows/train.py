@@ -12,6 +12,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from taxi_duration import models, prepare, summary, tracking
+from taxi_duration.cache import PreparedCache
 from taxi_duration.flows.tasks import (
     evaluate_task,
     explain_task,
@@ -71,9 +72,10 @@ def prepare_months(
         val_file = spec.val_file
         if val_month is not None and val_file is None:
             val_file = ingest_month(settings, spec.color, val_month)
+    cache = PreparedCache.of(settings)
     with timed(timings, "prepare"):
-        train = prepare_task(train_file, spec.color)
-        val = None if val_file is None else prepare_task(val_file, spec.color)
+        train = prepare_task(train_file, spec.color, cache)
+        val = None if val_file is None else prepare_task(val_file, spec.color, cache)
     train_month = spec.required_train_month()
     datasets = [
         _month_data(
