@@ -248,8 +248,9 @@ def fit_estimator(
     y_train: np.ndarray,
     x_val: Features | None = None,
     y_val: np.ndarray | None = None,
+    nthread: int | None = None,
 ) -> FitResult:
-    """Fit the configured model.
+    """Fit the configured model (XGBoost on ``nthread`` threads, default all).
 
     XGBoost stops early on the validation month when given, or, if its parameters hold out
     part of the training rows, on those (the validation month's RMSE is then only recorded).
@@ -260,7 +261,7 @@ def fit_estimator(
         return FitResult(fit_linear_regression(x_train, y_train))
     dtrain = dmatrix(x_train, y_train)
     dval = dmatrix(x_val, y_val) if x_val is not None and y_val is not None else None
-    return train_booster(config.booster_params(), dtrain, dval)
+    return train_booster(config.booster_params(), dtrain, dval, nthread=nthread)
 
 
 def _holdout_split(n_rows: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

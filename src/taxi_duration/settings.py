@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     # Bound on the prepared-months cache (data_dir/prepared, ``taxi-duration cache ls``): the
     # least recently used months go first. A yellow month takes about 0.15 GB; 0 turns it off.
     cache_max_gb: float = Field(5.0, ge=0)
+    # XGBoost's threads in all (--threads wins); unset: the CPUs available (taxi_duration.cpus).
+    threads: int | None = Field(None, ge=1)
 
     # Alerts (read by ``taxi-duration stack up``, which turns them into Prefect automations).
     # A webhook that takes {"text": ...} (Slack incoming webhook, Teams webhook/workflow).

@@ -138,6 +138,11 @@ class TrainingSpec(Spec):
         description="RMSE (minutes) by which a new version must beat the champion: "
         "by strictly more than this",
     )
+    threads: Annotated[int, _in_range("threads", 1, 1024)] | None = Field(
+        None,
+        description="XGBoost threads in all, shared by parallel trials or workers "
+        "(default: TAXI_DURATION_THREADS, else the CPUs available: affinity and cgroup quota)",
+    )
 
     def _validates(self) -> bool:
         return True
@@ -323,6 +328,11 @@ class BacktestSpec(Spec):
     )
     dask_address: str | None = Field(
         None, description="an existing Dask scheduler, e.g. tcp://127.0.0.1:8786"
+    )
+    threads: Annotated[int, _in_range("threads", 1, 1024)] | None = Field(
+        None,
+        description="XGBoost threads in all, shared by parallel trials or workers "
+        "(default: TAXI_DURATION_THREADS, else the CPUs available: affinity and cgroup quota)",
     )
 
     @property

@@ -10,7 +10,6 @@ result, may vary.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import optuna
 import xgboost as xgb
 
+from taxi_duration.cpus import threads_per_job
 from taxi_duration.errors import InvalidInputError, TuningError
 from taxi_duration.models import FeatureData, FitResult, XGBoostParams, dmatrix, train_booster
 
@@ -95,14 +95,18 @@ def tune_xgboost(
     n_trials: int,
     timeout_seconds: float | None = None,
     jobs: int = 1,
+    threads: int | None = None,
     seed: int = 42,
     on_trial: Callable[[TrialRecord], None] | None = None,
 ) -> TuneResult:
-    """Search booster parameters around ``base``; the best has the lowest validation RMSE."""
+    """Search booster parameters around ``base``; the best has the lowest validation RMSE.
+
+    ``jobs`` trials run at once, sharing ``threads`` (default: the CPUs available) evenly.
+    """
     if data.x_val is None or data.y_val is None:
         raise InvalidInputError("tuning needs a validation month to score the trials on")
     dtrain, dval = dmatrix(data.x_train, data.y_train), dmatrix(data.x_val, data.y_val)
-    threads_per_trial = max(1, (os.cpu_count() or 1) // jobs)
+    threads_per_trial = threads_per_job(threads, jobs)
 
     def objective(trial: optuna.Trial) -> float:
         booster_params = XGBoostParams(

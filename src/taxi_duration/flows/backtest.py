@@ -25,6 +25,7 @@ from prefect_dask.task_runners import DaskTaskRunner
 from taxi_duration import __version__, evaluate, models, prepare, tracking
 from taxi_duration import backtest as steps
 from taxi_duration.cache import PreparedCache
+from taxi_duration.cpus import threads_per_job
 from taxi_duration.errors import BacktestFailedError
 from taxi_duration.flows.tasks import ingest_arguments, ingest_with_settings, prepare_task
 from taxi_duration.months import Month
@@ -53,6 +54,15 @@ def task_runner(
     return cast("TaskRunner[PrefectFuture[Any]]", runner)
 
 
+def pair_threads(spec: BacktestSpec, settings: Settings) -> int | None:
+    """Each pair's XGBoost threads: the threads (given, else available) shared among the
+    local cluster's workers; on an existing cluster, only what is given, else XGBoost's own."""
+    threads = spec.threads or settings.threads
+    if spec.dask_address is not None:
+        return threads
+    return threads_per_job(threads, spec.workers or DEFAULT_WORKERS)
+
+
 def executor_label(workers: int | None = None, address: str | None = None) -> str:
     if address is not None:
         return f"dask cluster at {address}"
@@ -60,11 +70,16 @@ def executor_label(workers: int | None = None, address: str | None = None) -> st
 
 
 def _train_and_score(
-    config: models.TrainingConfig, train: prepare.PreparedTrips, val: prepare.PreparedTrips
+    config: models.TrainingConfig,
+    train: prepare.PreparedTrips,
+    val: prepare.PreparedTrips,
+    nthread: int | None,
 ) -> tuple[dict[str, float], int]:
     """What ``train`` does for a month pair, minus registering: the same steps."""
     data = models.month_pair_features(config, train.frame, val.frame)
-    fit = models.fit_estimator(config, data.x_train, data.y_train, data.x_val, data.y_val)
+    fit = models.fit_estimator(
+        config, data.x_train, data.y_train, data.x_val, data.y_val, nthread=nthread
+    )
     model = models.TripDurationModel(config, data.preprocessor, fit.estimator)
     return evaluate.model_metrics(model, data), models.n_features(data.x_train)
 
@@ -77,12 +92,18 @@ def pair_task(
     val_month: str,
     train: prepare.PreparedTrips,
     val: prepare.PreparedTrips,
+    nthread: int | None = None,
 ) -> steps.PairResult:
-    """Train on one month and validate on the next, with the chosen model and the baseline."""
+    """Train on one month and validate on the next, with the chosen model and the baseline.
+
+    XGBoost runs on ``nthread`` threads: the CPUs shared out among a local cluster's workers.
+    """
     start = time.perf_counter()
-    metrics, n_features = _train_and_score(config, train, val)
+    metrics, n_features = _train_and_score(config, train, val, nthread)
     baseline_rmse = (
-        metrics["rmse"] if baseline == config else _train_and_score(baseline, train, val)[0]["rmse"]
+        metrics["rmse"]
+        if baseline == config
+        else _train_and_score(baseline, train, val, nthread)[0]["rmse"]
     )
     result = steps.PairResult(
         train=train_month,
@@ -203,6 +224,7 @@ def backtest(spec: BacktestSpec) -> steps.BacktestSummary:
             str(val),
             prepared[train],
             prepared[val],
+            pair_threads(spec, settings),
             return_state=False,
         )
         for train, val in pairs

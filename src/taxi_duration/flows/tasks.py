@@ -119,8 +119,12 @@ def features_task(
 
 
 @task(name="train", cache_policy=NO_CACHE)
-def train_task(config: models.TrainingConfig, data: models.FeatureData) -> models.FitResult:
-    fit = models.fit_estimator(config, data.x_train, data.y_train, data.x_val, data.y_val)
+def train_task(
+    config: models.TrainingConfig, data: models.FeatureData, threads: int
+) -> models.FitResult:
+    fit = models.fit_estimator(
+        config, data.x_train, data.y_train, data.x_val, data.y_val, nthread=threads
+    )
     if fit.best_iteration is not None:
         get_run_logger().info("best iteration: %d", fit.best_iteration)
     return fit

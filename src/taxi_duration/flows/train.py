@@ -13,6 +13,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from taxi_duration import models, prepare, summary, tracking
 from taxi_duration.cache import PreparedCache
+from taxi_duration.cpus import threads_per_job
 from taxi_duration.flows.tasks import (
     evaluate_task,
     explain_task,
@@ -114,7 +115,7 @@ def train_and_register(
 ) -> summary.TrainSummary:
     """train, evaluate, register and promote ``config`` on a month pair's features."""
     with timed(timings, "train"):
-        fit = train_task(config, data)
+        fit = train_task(config, data, threads_per_job(spec.threads or settings.threads))
         model = models.TripDurationModel(config, data.preprocessor, fit.estimator)
     with timed(timings, "evaluate"):
         metrics = evaluate_task(model, data)

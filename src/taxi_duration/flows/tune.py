@@ -41,6 +41,7 @@ def search(
         n_trials=spec.trials,
         timeout_seconds=spec.timeout,
         jobs=spec.jobs,
+        threads=spec.threads or settings.threads,
         seed=spec.seed,
         on_trial=log_trial,
     )
