@@ -16,6 +16,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any, TypeVar
@@ -56,7 +57,29 @@ _PYFUNC_ENTRY_POINT = Path(__file__).with_name("pyfunc_model.py")
 # classes load from it where taxi_duration is not installed.
 _PACKAGE_DIR = Path(__file__).parent
 # Listed explicitly: inferring them starts a subprocess and takes seconds.
-_PIP_PACKAGES = ("mlflow", "numpy", "pandas", "pyarrow", "scikit-learn", "scipy", "xgboost")
+# Each a distribution name, or the names one module ships under: the installed one is named.
+_PIP_PACKAGES = (
+    ("mlflow",),
+    ("numpy",),
+    ("pandas",),
+    ("pyarrow",),
+    ("scikit-learn",),
+    ("scipy",),
+    ("xgboost-cpu", "xgboost"),  # the same module, CPU-only or with CUDA
+)
+
+
+def pip_requirements() -> list[str]:
+    """``name==version`` of each library the model loads with, as installed here."""
+    pinned = []
+    for names in _PIP_PACKAGES:
+        for name in names:
+            try:
+                pinned.append(f"{name}=={package_version(name)}")
+                break
+            except PackageNotFoundError:
+                continue
+    return pinned
 
 
 @dataclass(frozen=True)
@@ -259,7 +282,7 @@ def log_and_register(
             artifacts={"model": str(model_file)},
             signature=signature,
             input_example=record.input_example,
-            pip_requirements=[f"{name}=={package_version(name)}" for name in _PIP_PACKAGES],
+            pip_requirements=pip_requirements(),
         )
     # ModelInfo lacks the size MLflow records in the MLmodel file.
     size = mlflow.models.Model.load(info.model_uri).model_size_bytes
