@@ -10,7 +10,7 @@ import pytest
 from tlc_samples import write_month
 
 from taxi_duration import cache as cache_module
-from taxi_duration import prepare
+from taxi_duration import models, prepare
 from taxi_duration.cache import PreparedCache, prepare_cached
 from taxi_duration.months import Month
 
@@ -147,3 +147,22 @@ def test_a_zero_bound_caches_nothing(source: Path, tmp_path: Path) -> None:
     assert not prepare_cached(source, "green", off)[1]
     assert not prepare_cached(source, "green", off)[1]
     assert off.entries() == []
+
+
+@pytest.mark.parametrize("features", ["default", "pu_do"])
+def test_a_cached_month_makes_the_same_features(
+    tmp_path: Path, cache: PreparedCache, features: str
+) -> None:
+    """The hit's columns are read-only views of arrow memory: features must not write to them."""
+    jan = write_month(tmp_path / "data", "green", JAN, rows=400)
+    feb = write_month(tmp_path / "data", "green", FEB, rows=400)
+    fresh = [prepare_cached(path, "green", cache)[0].frame for path in (jan, feb)]
+    cached = [prepare_cached(path, "green", cache)[0].frame for path in (jan, feb)]
+    config = models.training_config(features=features)
+    made = [models.month_pair_features(config, *frames) for frames in (fresh, cached)]
+    for name in ("x_train", "x_val"):
+        one, other = (getattr(data, name) for data in made)
+        if isinstance(one, pd.DataFrame):
+            pd.testing.assert_frame_equal(one, other)
+        else:
+            assert (one != other).nnz == 0
