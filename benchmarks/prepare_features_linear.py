@@ -15,7 +15,11 @@ hash), n_features, training RMSE (relative 1e-6) and intercept (0.01); the exit 
 when they do not.
 
     .venv/bin/python benchmarks/prepare_features_linear.py [--features separate|pu_do|both]
-        [--rows N] [--file PATH] [--json PATH]
+        [--rows N] [--file PATH] [--json PATH] [--cached]
+
+With ``--cached``, the project's prepare goes through the prepared-months cache
+(``taxi_duration.cache``, in a temporary folder) as a re-run of the month does: one project run
+fills it, the measured run reads it back.
 """
 
 from __future__ import annotations
@@ -25,8 +29,10 @@ import hashlib
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -40,6 +46,7 @@ YELLOW_2023_03_ROWS = 3_403_766  # as make_yellow_month.py, not imported here: s
 RMSE_RELATIVE_TOLERANCE = 1e-6
 INTERCEPT_TOLERANCE = 0.01
 STAGES = ("prepare", "features", "fit")
+_CACHE_DIR_VARIABLE = "BENCHMARK_PREPARED_CACHE"  # the project child's cache folder, if any
 
 
 # ---- the course's code (the baseline) ------------------------------------------------------
@@ -104,6 +111,7 @@ def run_project(path: str, color: str, features: str, timer: Timer) -> dict[str,
 
     import taxi_duration
     from taxi_duration import models
+    from taxi_duration.cache import PreparedCache, prepare_cached
     from taxi_duration.features import Preprocessor
     from taxi_duration.prepare import prepare_trips
 
@@ -118,8 +126,12 @@ def run_project(path: str, color: str, features: str, timer: Timer) -> dict[str,
     solver_log.addHandler(_Record())
 
     config = models.training_config("linear", features)
+    cache_dir = os.environ.get(_CACHE_DIR_VARIABLE)
     with timer("prepare"):
-        trips = prepare_trips(Path(path), color)
+        if cache_dir:
+            trips, _ = prepare_cached(Path(path), color, PreparedCache(Path(cache_dir), 10**12))
+        else:
+            trips = prepare_trips(Path(path), color)
     with timer("features"):
         preprocessor = Preprocessor.fit(trips.frame, config.feature_set)
         x_train = models.encode(preprocessor, trips.frame, config)
@@ -326,6 +338,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--color", choices=["yellow", "green"], help="default: from the name")
     parser.add_argument("--out", type=Path, help="where the generated month is written")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--cached", action="store_true", help="project's prepare from the cache (a re-run)"
+    )
     parser.add_argument("--child", choices=["baseline", "project"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -348,6 +363,11 @@ def main(argv: list[str] | None = None) -> int:
     feature_sets = ["separate", "pu_do"] if args.features == "both" else [args.features]
     results = []
     failed = False
+    if args.cached:
+        cache_dir = tempfile.mkdtemp(prefix="prepared-cache-")
+        os.environ[_CACHE_DIR_VARIABLE] = cache_dir
+        run_child("project", path, color, feature_sets[0])  # fills the cache
+        print(f"project's prepare: from the cache in {cache_dir} (filled by one run first)")
     for features in feature_sets:
         baseline = run_child("baseline", path, color, features)
         project = run_child("project", path, color, features)
@@ -363,6 +383,8 @@ def main(argv: list[str] | None = None) -> int:
         results.append({"features": features, "baseline": baseline, "project": project})
     if args.json:
         args.json.write_text(json.dumps({"data": str(path), "results": results}, indent=2))
+    if args.cached:
+        shutil.rmtree(cache_dir, ignore_errors=True)
     if failed:
         print("\nFAILED: the project's numbers differ from the baseline's", file=sys.stderr)
         return 1
