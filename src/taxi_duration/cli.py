@@ -381,9 +381,11 @@ def _print_backtest(result: dict[str, Any]) -> None:
 
 def _print_cache(result: dict[str, Any]) -> None:
     verb = "Removed" if result["action"] == "clear" else "Cached"
+    count = len(result["entries"])
     print(
-        f"{verb} {len(result['entries'])} prepared months, {_gigabytes(result['total_bytes'])} "
-        f"(bound {_gigabytes(result['max_bytes'])}) in {result['root']}"
+        f"{verb} {count} prepared month{'' if count == 1 else 's'}, "
+        f"{_gigabytes(result['total_bytes'])} (bound {_gigabytes(result['max_bytes'])}) "
+        f"in {result['root']}"
     )
     for entry in result["entries"]:
         size = _gigabytes(entry["size"])

@@ -34,7 +34,7 @@ def test_ls_lists_each_cached_month_with_its_size(
 ) -> None:
     assert cli.main(["cache", "ls"]) == 0
     out = capsys.readouterr().out
-    assert "Cached 1 prepared months" in out
+    assert "Cached 1 prepared month, " in out
     assert "green_tripdata_2023-01.green" in out
     assert cli.main(["cache", "ls", "--json"]) == 0
     listed = _json(capsys)
