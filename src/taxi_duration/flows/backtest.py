@@ -4,6 +4,9 @@ Each month is ingested and prepared once (one task each), and each (train, valid
 is one task that runs the ``train`` flow's own features, train and evaluate steps, for the
 chosen model and for the reference preset (the baseline). The tasks run in parallel on a
 ``DaskTaskRunner``: a local cluster of worker processes, or an existing cluster.
+A flow's task runner is fixed when it is decorated, so the ``backtest`` flow (the CLI's and
+the ``backtest/manual`` deployment's) runs the ``backtest-pairs`` flow as a subflow with the
+spec's runner.
 Nothing is registered: a backtest logs one MLflow parent run, a nested run per pair, and a
 chart of RMSE by month, and never touches the model registry or the champion.
 """
@@ -170,9 +173,10 @@ def _track(settings: Settings, summary: steps.BacktestSummary) -> None:
         tracking.end_run(settings, run_id, "FAILED" if summary.failed else "FINISHED")
 
 
-@flow(name="backtest", log_prints=True, task_runner=task_runner())
-def backtest(spec: BacktestSpec) -> steps.BacktestSummary:
-    """Train on each month of the spec's range and validate on the next, in parallel.
+@flow(name="backtest-pairs", log_prints=True)
+def backtest_pairs(spec: BacktestSpec) -> steps.BacktestSummary:
+    """Train on each month of the spec's range and validate on the next, in parallel on the
+    flow's task runner (see ``backtest``, which sets it).
 
     Raises ``BacktestFailedError`` (the run fails) if any pair failed; its ``summary`` still
     holds every pair's result.
@@ -232,10 +236,12 @@ def backtest(spec: BacktestSpec) -> steps.BacktestSummary:
     return summary
 
 
-def run_backtest(spec: BacktestSpec) -> steps.BacktestSummary:
-    """The ``backtest`` flow on the spec's Dask cluster: local workers or an existing one.
+@flow(name="backtest", log_prints=True)
+def backtest(spec: BacktestSpec) -> steps.BacktestSummary:
+    """The backtest on the spec's Dask cluster: ``workers`` local processes, or the existing
+    cluster at ``dask_address``.
 
     Raises ``BacktestFailedError`` (with every pair's result) if any pair failed.
     """
     runner = task_runner(spec.workers, spec.dask_address)
-    return backtest.with_options(task_runner=runner)(spec)
+    return backtest_pairs.with_options(task_runner=runner)(spec)
