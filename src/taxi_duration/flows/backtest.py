@@ -21,6 +21,7 @@ from typing import Any, cast
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture
 from prefect.task_runners import TaskRunner
 from prefect_dask.task_runners import DaskTaskRunner
@@ -55,10 +56,14 @@ def task_runner(
     return cast("TaskRunner[PrefectFuture[Any]]", runner)
 
 
-def executor_label(workers: int | None = None, address: str | None = None) -> str:
-    if address is not None:
-        return f"dask cluster at {address}"
-    return f"local dask cluster, {workers or DEFAULT_WORKERS} worker processes"
+def executor_label(runner: TaskRunner[Any] | None) -> str:
+    """What runs the tasks, as the runner in use says (not as the spec asked)."""
+    if isinstance(runner, DaskTaskRunner):
+        if runner.address is not None:
+            return f"dask cluster at {runner.address}"
+        workers = runner.cluster_kwargs.get("n_workers", DEFAULT_WORKERS)
+        return f"local dask cluster, {workers} worker processes"
+    return type(runner).__name__
 
 
 def _train_and_score(
@@ -210,7 +215,8 @@ def backtest_pairs(spec: BacktestSpec) -> steps.BacktestSummary:
         )
         for train, val in pairs
     ]
-    executor = executor_label(spec.workers, spec.dask_address)
+    context = FlowRunContext.get()
+    executor = executor_label(None if context is None else context.task_runner)
     summary = steps.BacktestSummary(
         color=color,
         start=str(first),
