@@ -61,7 +61,7 @@ def main() -> None:
         write_month(root / "tlc", "green", month, rows=options.rows)
     os.environ["TAXI_DURATION_DATA_URL"] = serve(root / "tlc")
 
-    from taxi_duration.flows.backtest import run_backtest
+    from taxi_duration.flows.backtest import backtest
     from taxi_duration.specs import BacktestSpec
 
     timings: dict[int, tuple[float, float]] = {}
@@ -70,7 +70,7 @@ def main() -> None:
         os.environ["TAXI_DURATION_DATA_DIR"] = str(run_dir / "data")
         os.environ["TAXI_DURATION_MLFLOW_DIR"] = str(run_dir / "mlflow")
         start = time.perf_counter()
-        summary = run_backtest(
+        summary = backtest(
             BacktestSpec.parse(
                 start=str(FIRST),
                 end=str(LAST),

@@ -1,4 +1,5 @@
-"""Shared fixtures: generated TLC months, a loopback HTTP data server, isolated settings."""
+"""Shared fixtures: generated TLC months, a loopback HTTP data server, isolated settings,
+a Dask cluster."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from dask_cluster import running_cluster
 from data_server import SERVED_REQUESTS, QuietHandler
 from tlc_samples import write_month
 
@@ -26,6 +28,7 @@ _ISOLATED_VARIABLES = (
     "PREFECT_API_KEY",
     "TAXI_DURATION_DATA_URL",
     "TAXI_DURATION_DATA_DIR",
+    "TAXI_DURATION_OUTPUT_DIR",
     "TAXI_DURATION_MLFLOW_DIR",
     "TAXI_DURATION_MODEL_NAME",
 )
@@ -111,3 +114,16 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         prefect_test_harness(server_startup_timeout=120),
     ):
         yield
+
+
+@pytest.fixture
+def dask_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder of the cluster's logs: ``scheduler.log``, ``worker.log``."""
+    return tmp_path_factory.mktemp("dask")
+
+
+@pytest.fixture
+def dask_cluster(dask_logs: Path) -> Iterator[str]:
+    """A separately started ``dask scheduler`` and one ``dask worker`` (real processes)."""
+    with running_cluster(dask_logs) as address:
+        yield address

@@ -293,10 +293,10 @@ def _run(spec: Spec) -> dict[str, Any]:
 
         return cache_listing(PreparedCache.of(Settings()), spec.action)
     if isinstance(spec, BacktestSpec):
-        from taxi_duration.flows.backtest import run_backtest
+        from taxi_duration.flows.backtest import backtest
 
         try:
-            return run_backtest(spec).to_dict()
+            return backtest(spec).to_dict()
         except BacktestFailedError as failure:  # print every pair, then exit 1
             return dict(failure.summary.to_dict())
     if isinstance(spec, PredictSpec):

@@ -1,7 +1,8 @@
 """Predict: score every trip of a month and write the predictions as parquet.
 
 No duration filter: at prediction time the dropoff is unknown. A trip with a missing zone
-or distance gets a null prediction.
+or distance gets a null prediction. A relative output path is taken in the outputs folder
+(``TAXI_DURATION_OUTPUT_DIR``), never in the folder the run happens to work in.
 """
 
 from __future__ import annotations
@@ -35,6 +36,12 @@ def predictions_frame(
             "model_version": model_version,
         }
     )
+
+
+def output_path(output: str, output_dir: Path) -> Path:
+    """The absolute file ``output`` names: as given if absolute (or ``~/...``), else inside
+    ``output_dir``."""
+    return (output_dir / Path(output).expanduser()).resolve()
 
 
 def write_parquet_atomically(frame: pd.DataFrame, path: Path) -> None:

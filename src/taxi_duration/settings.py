@@ -1,7 +1,8 @@
 """Settings from the environment (``TAXI_DURATION_*`` and ``MLFLOW_TRACKING_URI``).
 
 Read when asked, never at import. The defaults need no server: data is cached under
-``./data`` and MLflow runs on a sqlite file under ``./mlflow``.
+``./data``, MLflow runs on a sqlite file under ``./mlflow`` and predictions given a relative
+path go under ``./outputs``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ class Settings(BaseSettings):
 
     data_url: str = TLC_DATA_URL
     data_dir: Path = Path("data")
+    # Where a relative ``predict --output`` is written: a run a worker starts works in a
+    # temporary folder that is deleted after it (the stack sets an absolute folder).
+    output_dir: Path = Path("outputs")
     # One registered model per taxi type: "{color}" is replaced by it (a name without it
     # gets "-{color}" appended), so a green champion is never compared with a yellow run.
     model_name: str = "nyc-taxi-duration-{color}"

@@ -11,6 +11,7 @@ Everything lives in one folder, ``.stack/`` by default::
     prefect/                                         PREFECT_HOME of the three (server database)
     mlflow/mlflow.db, mlflow/artifacts/              the registry and the served artifacts
     data/                                            the worker's download cache
+    outputs/                                         where runs write a relative predict output
     env                                              ``source .stack/env`` points a shell at it
 
 Each service runs in its own process group, so ``down`` stops it with its children.
@@ -65,6 +66,7 @@ class StackConfig:
     mlflow_artifacts_destination: str
     data_dir: Path
     data_url: str
+    output_dir: Path
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StackConfig:
@@ -91,6 +93,7 @@ class StackConfig:
             or (mlflow_dir / "artifacts").as_uri(),
             data_dir=Path(env.get("TAXI_DURATION_DATA_DIR") or directory / "data").resolve(),
             data_url=env.get("TAXI_DURATION_DATA_URL") or TLC_DATA_URL,
+            output_dir=Path(env.get("TAXI_DURATION_OUTPUT_DIR") or directory / "outputs").resolve(),
         )
 
     @property
@@ -228,6 +231,8 @@ def run_environment(config: StackConfig, base: Mapping[str, str]) -> dict[str, s
     return {
         "TAXI_DURATION_DATA_URL": config.data_url,
         "TAXI_DURATION_DATA_DIR": str(config.data_dir),
+        # A run works in a temporary folder deleted after it: outputs go here instead.
+        "TAXI_DURATION_OUTPUT_DIR": str(config.output_dir),
         "MLFLOW_TRACKING_URI": config.mlflow_url,
         **{name: base.get(name) or value for name, value in RUN_ENVIRONMENT_DEFAULTS.items()},
         # A heartbeat every 30 s: a run whose process dies is marked Crashed (taxi_duration.alerts).
@@ -555,6 +560,7 @@ def _prepare(config: StackConfig) -> None:
     for folder in (config.logs, config.run, config.prefect_home, config.directory / "mlflow"):
         folder.mkdir(parents=True, exist_ok=True)
     config.data_dir.mkdir(parents=True, exist_ok=True)
+    config.output_dir.mkdir(parents=True, exist_ok=True)
     ignore = config.directory / ".gitignore"
     if not ignore.exists():
         ignore.write_text("# created by taxi-duration stack: nothing here belongs in git\n*\n")

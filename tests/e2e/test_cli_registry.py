@@ -27,7 +27,11 @@ def test_predict_and_promote_round_trip(workspace: Path, synthetic_data_url: str
     result = json.loads(scored.stdout.strip().splitlines()[-1])
     assert result["rows_scored"] == 2000
     assert result["model_version"] in ("1", "2")
-    assert (workspace / "out" / "predictions.parquet").is_file()
+    # A relative output goes into the outputs folder (default ./outputs), named in full.
+    written = workspace / "outputs" / "out" / "predictions.parquet"
+    assert result["output"] == str(written)
+    assert written.is_file()
+    assert f"wrote {written}" in scored.stdout
 
     promoted = run_cli(workspace, synthetic_data_url, "promote", "--version", "1", "--json")
     assert promoted.returncode == 0, promoted.stderr

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from taxi_duration.flows.backtest import run_backtest
+from taxi_duration.flows.backtest import backtest
 from taxi_duration.flows.train import train
 from taxi_duration.specs import BacktestSpec, TrainSpec
 
@@ -21,7 +21,7 @@ def test_backtest_on_real_months_matches_train(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("TAXI_DURATION_DATA_URL", real_data_url)
-    summary = run_backtest(
+    summary = backtest(
         BacktestSpec.parse(
             start="2021-01", end="2021-02", model="linear", features="pu_do", workers=2
         )

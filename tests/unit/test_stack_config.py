@@ -57,12 +57,15 @@ def test_the_stack_is_found_from_any_folder(
     assert stack.find_directory(env) == elsewhere / ".stack"
 
 
-def test_flow_runs_get_the_data_url_bounded_mlflow_retries_and_heartbeats(tmp_path: Path) -> None:
+def test_flow_runs_get_the_data_url_outputs_bounded_mlflow_retries_and_heartbeats(
+    tmp_path: Path,
+) -> None:
     env = {"TAXI_DURATION_STACK_DIR": str(tmp_path), "TAXI_DURATION_DATA_URL": "http://mirror"}
     run_env = stack.run_environment(stack.StackConfig.from_env(env), env)
     assert run_env == {
         "TAXI_DURATION_DATA_URL": "http://mirror",
         "TAXI_DURATION_DATA_DIR": str(tmp_path / "data"),
+        "TAXI_DURATION_OUTPUT_DIR": str(tmp_path / "outputs"),
         "MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
         "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",

@@ -4,6 +4,9 @@ Each month is ingested and prepared once (one task each), and each (train, valid
 is one task that runs the ``train`` flow's own features, train and evaluate steps, for the
 chosen model and for the reference preset (the baseline). The tasks run in parallel on a
 ``DaskTaskRunner``: a local cluster of worker processes, or an existing cluster.
+A flow's task runner is fixed when it is decorated, so the ``backtest`` flow (the CLI's and
+the ``backtest/manual`` deployment's) runs the ``backtest-pairs`` flow as a subflow with the
+spec's runner.
 Nothing is registered: a backtest logs one MLflow parent run, a nested run per pair, and a
 chart of RMSE by month, and never touches the model registry or the champion.
 """
@@ -18,6 +21,7 @@ from typing import Any, cast
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture
 from prefect.task_runners import TaskRunner
 from prefect_dask.task_runners import DaskTaskRunner
@@ -63,10 +67,14 @@ def pair_threads(spec: BacktestSpec, settings: Settings) -> int | None:
     return threads_per_job(threads, spec.workers or DEFAULT_WORKERS)
 
 
-def executor_label(workers: int | None = None, address: str | None = None) -> str:
-    if address is not None:
-        return f"dask cluster at {address}"
-    return f"local dask cluster, {workers or DEFAULT_WORKERS} worker processes"
+def executor_label(runner: TaskRunner[Any] | None) -> str:
+    """What runs the tasks, as the runner in use says (not as the spec asked)."""
+    if isinstance(runner, DaskTaskRunner):
+        if runner.address is not None:
+            return f"dask cluster at {runner.address}"
+        workers = runner.cluster_kwargs.get("n_workers", DEFAULT_WORKERS)
+        return f"local dask cluster, {workers} worker processes"
+    return type(runner).__name__
 
 
 def _train_and_score(
@@ -192,9 +200,10 @@ def _track(settings: Settings, summary: steps.BacktestSummary) -> None:
         tracking.end_run(settings, run_id, "FAILED" if summary.failed else "FINISHED")
 
 
-@flow(name="backtest", log_prints=True, task_runner=task_runner())
-def backtest(spec: BacktestSpec) -> steps.BacktestSummary:
-    """Train on each month of the spec's range and validate on the next, in parallel.
+@flow(name="backtest-pairs", log_prints=True)
+def backtest_pairs(spec: BacktestSpec) -> steps.BacktestSummary:
+    """Train on each month of the spec's range and validate on the next, in parallel on the
+    flow's task runner (see ``backtest``, which sets it).
 
     Raises ``BacktestFailedError`` (the run fails) if any pair failed; its ``summary`` still
     holds every pair's result.
@@ -229,7 +238,8 @@ def backtest(spec: BacktestSpec) -> steps.BacktestSummary:
         )
         for train, val in pairs
     ]
-    executor = executor_label(spec.workers, spec.dask_address)
+    context = FlowRunContext.get()
+    executor = executor_label(None if context is None else context.task_runner)
     summary = steps.BacktestSummary(
         color=color,
         start=str(first),
@@ -255,10 +265,12 @@ def backtest(spec: BacktestSpec) -> steps.BacktestSummary:
     return summary
 
 
-def run_backtest(spec: BacktestSpec) -> steps.BacktestSummary:
-    """The ``backtest`` flow on the spec's Dask cluster: local workers or an existing one.
+@flow(name="backtest", log_prints=True)
+def backtest(spec: BacktestSpec) -> steps.BacktestSummary:
+    """The backtest on the spec's Dask cluster: ``workers`` local processes, or the existing
+    cluster at ``dask_address``.
 
     Raises ``BacktestFailedError`` (with every pair's result) if any pair failed.
     """
     runner = task_runner(spec.workers, spec.dask_address)
-    return backtest.with_options(task_runner=runner)(spec)
+    return backtest_pairs.with_options(task_runner=runner)(spec)

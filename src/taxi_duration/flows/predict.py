@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from taxi_duration import predict as predict_step
@@ -27,11 +28,25 @@ class PredictSummary:
     model_version: str
     rows_scored: int
     rows_without_prediction: int
-    output: str
+    output: str  # the absolute path written
     timings: dict[str, float]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def markdown(self) -> str:
+        return "\n".join(
+            [
+                f"# Predictions for {self.color} {self.month}",
+                "",
+                "| | |",
+                "|---|---|",
+                f"| file | `{self.output}` |",
+                f"| rows | {self.rows_scored:,} ({self.rows_without_prediction:,} without a "
+                "prediction) |",
+                f"| model | `{self.model_uri}`, version {self.model_version} |",
+            ]
+        )
 
 
 @task(name="score", cache_policy=NO_CACHE)
@@ -57,27 +72,35 @@ def predict(spec: PredictSpec) -> PredictSummary:
         uri = spec.model_uri or f"models:/{settings.registered_model(spec.color)}@champion"
         version = tracking.resolve_version(settings, uri)
         predicted = score_task(settings, uri, trips)
+    output = predict_step.output_path(spec.output, settings.output_dir)
     with timed(timings, "write"):
         frame = predict_step.predictions_frame(trips, predicted, spec.scored_month, version)
-        write_task(frame, Path(spec.output))
+        write_task(frame, output)
 
     missing = int(np.isnan(predicted).sum())
     get_run_logger().info(
-        "scored %d trips of %s %s with %s (version %s); %d without a prediction",
+        "scored %d trips of %s %s with %s (version %s); %d without a prediction; wrote %s",
         len(trips),
         spec.color,
         spec.scored_month,
         uri,
         version,
         missing,
+        output,
     )
-    return PredictSummary(
+    result = PredictSummary(
         color=spec.color,
         month=str(spec.scored_month),
         model_uri=uri,
         model_version=version,
         rows_scored=len(trips),
         rows_without_prediction=missing,
-        output=spec.output,
+        output=str(output),
         timings=timings,
     )
+    create_markdown_artifact(
+        key="predict-output",
+        markdown=result.markdown(),
+        description=f"Predictions for {spec.color} {spec.scored_month}: {output}",
+    )
+    return result

@@ -8,7 +8,9 @@ results stay in memory, so Prefect's result store does not grow with each month.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -16,8 +18,11 @@ from typing import Any
 import numpy as np
 from prefect import get_client, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.client.schemas.objects import State, TaskRun
+from prefect.concurrency.sync import concurrency
 from prefect.events import emit_event
+from prefect.exceptions import ObjectAlreadyExists
 from prefect.runtime import flow_run as current_flow_run
 from prefect.tasks import Task, exponential_backoff
 
@@ -185,9 +190,9 @@ def promote_task(
 
     Both are scored through their registered pyfuncs on the same trips.
     """
-    # Locked (embedded store): a run finishing at the same time waits, then compares with
-    # whichever version this one leaves as the champion.
-    with tracking.embedded_store_lock(settings):
+    # A run finishing at the same time waits, then compares with whichever version this one
+    # leaves as the champion.
+    with promotion_lock(settings, color):
         decision = promote.choose_champion(
             version,
             tracking.champion_version(settings, color),
@@ -205,6 +210,38 @@ def promote_task(
             payload={"model_name": model_name, "version": version, **asdict(decision)},
         )
     return decision
+
+
+# Seconds a promotion may wait for another's to end, and the lease of the one in progress
+# (renewed while it runs; a run killed mid-promotion frees the slot when it lapses).
+PROMOTION_WAIT_SECONDS = 600.0
+PROMOTION_LEASE_SECONDS = 60.0
+
+
+@contextlib.contextmanager
+def promotion_lock(settings: Settings, color: str) -> Iterator[None]:
+    """One promotion of ``color``'s model at a time, across processes and machines.
+
+    The embedded store is one file on this machine: the operating system's file lock on it
+    (freed if the process dies). An MLflow server is shared by every worker: a Prefect global
+    concurrency limit of 1 named after the model, created on first use.
+    """
+    if settings.mlflow_tracking_uri is None:
+        with tracking.embedded_store_lock(settings):
+            yield
+        return
+    name = f"taxi-duration-promote-{settings.registered_model(color)}"
+    with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):
+        client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+    # strict: a limit deleted in between is an error, never a promotion without the lock.
+    with concurrency(
+        name,
+        occupy=1,
+        timeout_seconds=PROMOTION_WAIT_SECONDS,
+        lease_duration=PROMOTION_LEASE_SECONDS,
+        strict=True,
+    ):
+        yield
 
 
 def _score(
