@@ -179,10 +179,11 @@ def test_two_concurrent_runs_are_both_recorded_with_one_champion(
     workspace: Path, fault_server: FaultServer, prefect_api_url: str
 ) -> None:
     # Both start on an empty workspace: they race to create the store, the experiment,
-    # the registered model, the versions and the champion alias.
+    # the registered model, the versions and the champion alias. Two different models: an
+    # identical one would not be registered again.
     processes = [
-        start_cli(workspace, fault_server.url, prefect_api_url, *TRAIN_JAN, "--json")
-        for _ in range(2)
+        start_cli(workspace, fault_server.url, prefect_api_url, *TRAIN_JAN, *features, "--json")
+        for features in ([], ["--features", "separate"])
     ]
     results = [process.communicate(timeout=300) for process in processes]
     for process, (_, stderr) in zip(processes, results, strict=True):

@@ -184,3 +184,39 @@ def test_the_run_records_its_months_code_and_flow_run_and_the_version_describes_
     assert f"{summary.rmse:.4f}" in Path(summary_md).read_text()
     experiment = registry.get_experiment(run.info.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_an_identical_model_is_not_registered_again_and_touches_no_alias(
+    prefect_api: None, data_url: str, registry: MlflowClient
+) -> None:
+    name = "nyc-taxi-duration-green"
+    first, _ = _run(year=2023, month=1, model="linear", features="pu_do")
+    other, _ = _run(year=2023, month=1, model="linear", features="separate")
+    aliases = registry.get_registered_model(name).aliases
+    description = registry.get_model_version(name, first.model_version).description
+
+    again, _ = _run(year=2023, month=1, model="linear", features="pu_do")
+
+    # Same months, parameters and code: the run points to version 1 and registers nothing.
+    assert again.reused
+    assert (again.model_name, again.model_version) == (name, first.model_version)
+    assert again.model_uri == f"models:/{name}/{first.model_version}"
+    assert not again.promoted
+    assert f"identical to version {first.model_version}" in again.promotion_reason
+    assert "promote" not in again.timings
+    versions = registry.search_model_versions(f"name='{name}'")
+    assert sorted(str(v.version) for v in versions) == sorted(
+        [first.model_version, other.model_version]
+    )
+    assert registry.get_registered_model(name).aliases == aliases
+    assert registry.get_model_version(name, first.model_version).description == description
+    run = registry.get_run(again.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["taxi_duration.reused_version"] == first.model_version
+    assert (
+        run.data.tags["taxi_duration.fingerprint"]
+        == (registry.get_model_version(name, first.model_version).tags["taxi_duration.fingerprint"])
+    )
+    assert run.data.metrics["rmse"] == pytest.approx(first.rmse)
+    assert "reused" in again.markdown()
+

@@ -137,7 +137,7 @@ def train_and_register(
     with timed(timings, "register"):
         registered = register_task(settings, model, record, spec.register_version)
     decision = None
-    if registered.model_version is not None:
+    if registered.model_version is not None and not registered.reused:
         with timed(timings, "promote"):
             decision = promote_task(
                 settings, registered.model_version, months.val, spec.color, spec.min_improvement
