@@ -209,7 +209,14 @@ class TrainSummary:
         ]
         table = "\n".join(f"| {name} | {value} |" for name, value in rows)
         steps = " · ".join(f"{step} {seconds:.1f}s" for step, seconds in self.timings.items())
-        return f"# Trip-duration training\n\n| | |\n|---|---|\n{table}\n\nSteps: {steps}\n"
+        curve = (
+            "\n\nValidation RMSE (`rmse`) is of the predictions as served, clipped to the "
+            "trained range. The learning curve (`boosting_validation_rmse` per round) is "
+            "XGBoost's own evaluation, in float32 and unclipped: its values differ slightly."
+            if self.best_iteration is not None
+            else ""
+        )
+        return f"# Trip-duration training\n\n| | |\n|---|---|\n{table}{curve}\n\nSteps: {steps}\n"
 
 
 def _unpromoted_reason(registered: RegisteredModel) -> str:

@@ -220,3 +220,19 @@ def test_an_identical_model_is_not_registered_again_and_touches_no_alias(
     assert run.data.metrics["rmse"] == pytest.approx(first.rmse)
     assert "reused" in again.markdown()
 
+
+def test_the_final_rmse_and_the_boosting_curve_have_their_own_names(
+    prefect_api: None, data_url: str, registry: MlflowClient
+) -> None:
+    summary, _ = _run(year=2023, month=1)  # the default XGBoost model
+
+    run = registry.get_run(summary.run_id)
+    # `rmse`: the clipped predictions on the validation month, one value (what promotion uses).
+    assert run.data.metrics["rmse"] == pytest.approx(summary.rmse)
+    assert len(registry.get_metric_history(summary.run_id, "rmse")) == 1
+    # XGBoost's own per-round evaluation, a curve under names of its own.
+    curve = registry.get_metric_history(summary.run_id, "boosting_validation_rmse")
+    assert len(curve) > 1
+    assert [point.step for point in curve] == list(range(len(curve)))
+    assert registry.get_metric_history(summary.run_id, "boosting_holdout_rmse")
+    assert "validation_rmse" not in run.data.metrics
