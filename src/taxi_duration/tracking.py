@@ -295,7 +295,13 @@ def _log_run(
     ) as run:
         mlflow.log_params(record.params)
         mlflow.log_metrics(record.metrics)
-        tags = {**record.tags, **_code_version_tags(), FINGERPRINT_TAG: fingerprint}
+        tags = {
+            **record.tags,
+            **_code_version_tags(),
+            FINGERPRINT_TAG: fingerprint,
+            # The run page's description: months, rows, validation RMSE.
+            "mlflow.note.content": record.description(),
+        }
         if twin is not None:
             tags[REUSED_VERSION_TAG] = twin
         mlflow.set_tags(tags)

@@ -171,6 +171,7 @@ def test_the_run_records_its_months_code_and_flow_run_and_the_version_describes_
         assert tags["rows"] == str(rows)
 
     assert run.data.tags["taxi_duration_version"]
+    assert f"validation RMSE {summary.rmse:.4f}" in run.data.tags["mlflow.note.content"]
     assert run.data.tags["prefect.flow_run_id"] == str(flow_run_id)
     assert str(flow_run_id) in run.data.tags.get("prefect.flow_run_url", str(flow_run_id))
     version = registry.get_model_version("nyc-taxi-duration-green", summary.model_version)
