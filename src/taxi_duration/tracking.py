@@ -195,18 +195,30 @@ def embedded_store_lock(settings: Settings) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+_EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+_MODEL_TRAINING_KIND = "custom_model_development"
+
+
 def experiment_id(client: MlflowClient, settings: Settings) -> str:
-    """The experiment's id, created on first use (safe when two runs race to create it)."""
+    """The experiment's id, created on first use (safe when two runs race to create it).
+
+    MLflow 3 opens an experiment without a kind in its GenAI view: one created without it
+    (e.g. by an older version of this project) gets the model-training kind; a kind chosen
+    in the UI is kept.
+    """
     experiment = client.get_experiment_by_name(settings.experiment_name)
     if experiment is not None:
+        if _EXPERIMENT_KIND_TAG not in experiment.tags:
+            client.set_experiment_tag(
+                experiment.experiment_id, _EXPERIMENT_KIND_TAG, _MODEL_TRAINING_KIND
+            )
         return str(experiment.experiment_id)
     try:
         return str(
             client.create_experiment(
                 settings.experiment_name,
                 artifact_location=settings.artifact_location,
-                # MLflow 3 opens an experiment without a kind in its GenAI view.
-                tags={"mlflow.experimentKind": "custom_model_development"},
+                tags={_EXPERIMENT_KIND_TAG: _MODEL_TRAINING_KIND},
             )
         )
     except MlflowException:

@@ -20,8 +20,10 @@ from prefect.client.schemas.filters import (
     FlowRunFilterId,
 )
 
+from taxi_duration import tracking
 from taxi_duration.errors import TrackingError
 from taxi_duration.flows.train import STEPS, train
+from taxi_duration.settings import Settings
 from taxi_duration.specs import TrainSpec
 
 pytestmark = pytest.mark.slow
@@ -237,3 +239,17 @@ def test_the_final_rmse_and_the_boosting_curve_have_their_own_names(
     assert [point.step for point in curve] == list(range(len(curve)))
     assert registry.get_metric_history(summary.run_id, "boosting_holdout_rmse")
     assert "validation_rmse" not in run.data.metrics
+
+
+def test_an_experiment_made_without_a_kind_gets_the_model_training_view(
+    workspace: Path, registry: MlflowClient
+) -> None:
+    settings = Settings()
+    old = registry.create_experiment(settings.experiment_name)  # as MLflow 2 made it: no kind
+    assert "mlflow.experimentKind" not in registry.get_experiment(old).tags
+    assert tracking.experiment_id(registry, settings) == old
+    assert registry.get_experiment(old).tags["mlflow.experimentKind"] == "custom_model_development"
+    # A kind chosen in the UI is the user's: kept.
+    registry.set_experiment_tag(old, "mlflow.experimentKind", "genai_development")
+    tracking.experiment_id(registry, settings)
+    assert registry.get_experiment(old).tags["mlflow.experimentKind"] == "genai_development"
