@@ -155,7 +155,8 @@ def _prefect_tags() -> dict[str, str]:
         "prefect.flow_run_id": str(flow_run.id or ""),
         "prefect.flow_run_name": str(flow_run.name or ""),
     }
-    if flow_run.ui_url:
+    # Without PREFECT_UI_URL (ephemeral Prefect), Prefect gives "None/flow-runs/...": no link.
+    if str(flow_run.ui_url or "").startswith(("http://", "https://")):
         tags["prefect.flow_run_url"] = str(flow_run.ui_url)
     return {key: value for key, value in tags.items() if value}
 
