@@ -21,10 +21,21 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from screenshot import shoot
 
-CLOSE_MLFLOW_ASSISTANT = (
-    "(() => { const b = document.querySelector('button[aria-label=Close]');"
-    " if (b) b.click(); return !!b; })()"
-)
+
+def mlflow_page(route: str) -> str:
+    """A script that switches MLflow's UI to its model-training mode (a setting of the
+    browser, not of the experiment), opens ``route`` and closes the assistant panel."""
+    return (
+        "(async () => { const sleep = ms => new Promise(r => setTimeout(r, ms));"
+        " const mode = Array.from(document.querySelectorAll('button, label, span, div')).filter("
+        "e => e.children.length === 0 && e.textContent.trim() === 'Model training');"
+        " if (mode.length) mode[0].click(); await sleep(3000);"
+        f" location.hash = '#{route}'; await sleep(12000);"
+        " const b = document.querySelector('button[aria-label=Close]'); if (b) b.click();"
+        " await sleep(1000); return mode.length; })()"
+    )
+
+
 SCROLL_TO_SCHEDULED_MONTHS = (
     "(() => { const hits = Array.from(document.querySelectorAll('*')).filter("
     "e => e.children.length === 0 && e.textContent.includes('scheduled months'));"
@@ -83,13 +94,14 @@ def main() -> None:
         ("prefect-custom-run.png", f"{ui}/deployments/deployment/{deployment['id']}/run", None),
         ("prefect-flow-run.png", f"{ui}/runs/flow-run/{explicit['id']}", None),
         ("prefect-train-summary.png", f"{ui}/artifacts/artifact/{artifact['id']}", None),
-        (
-            "mlflow-run.png",
-            f"{mlflow}/#/experiments/{experiment_id}/runs/{match.group(1)}",
-            CLOSE_MLFLOW_ASSISTANT,
-        ),
-        ("mlflow-model.png", f"{mlflow}/#/models/nyc-taxi-duration-green", CLOSE_MLFLOW_ASSISTANT),
     ]
+    run_route = f"/experiments/{experiment_id}/runs/{match.group(1)}"
+    for name, route in [
+        ("mlflow-run.png", run_route),
+        ("mlflow-run-charts.png", f"{run_route}/artifacts/charts/learning_curve.png"),
+        ("mlflow-model.png", "/models/nyc-taxi-duration-green"),
+    ]:
+        shots.append((name, f"{mlflow}/#/", mlflow_page(route)))
     if scheduled is not None:
         shots.append(
             (

@@ -261,7 +261,9 @@ def _print_summary(result: dict[str, Any]) -> None:
     )
     print(f"  model         {registered} ({result['model_size_bytes']:,} bytes)")
     print(f"  MLflow run    {result['run_id']} at {result['tracking_uri']}")
-    if result["model_version"]:
+    if result["reused"]:
+        print(f"  promotion     none: {result['promotion_reason']}")
+    elif result["model_version"]:
         role = "champion" if result["promoted"] else "challenger"
         print(f"  promotion     {role}: {result['promotion_reason']}")
     if result.get("best_params"):

@@ -235,7 +235,8 @@ def dmatrix(features: Features, label: np.ndarray | None = None) -> xgb.DMatrix:
 
 @dataclass
 class FitResult:
-    """A fitted estimator and its training curve (validation RMSE per round, if any)."""
+    """A fitted estimator and its learning curve: XGBoost's RMSE per boosting round on the
+    validation month and the holdout (``boosting_validation_rmse``, ``boosting_holdout_rmse``)."""
 
     estimator: LinearRegression | xgb.Booster
     best_iteration: int | None = None
@@ -314,8 +315,10 @@ def train_booster(
         best_iteration = booster.best_iteration
         if booster_params.keep_best_iteration:
             booster = booster[: best_iteration + 1]
+    # XGBoost's own evaluation per round (float32, unclipped predictions): named apart from
+    # the run's final ``rmse`` of the clipped predictions, which promotion compares.
     history = {
-        f"{name}_{metric}": [float(v) for v in values]
+        f"boosting_{name}_{metric}": [float(v) for v in values]
         for name, metrics in evals_result.items()
         for metric, values in metrics.items()
     }

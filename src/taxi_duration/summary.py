@@ -115,6 +115,8 @@ class TrainSummary:
     tracking_uri: str
     timings: dict[str, float]
     promoted: bool = False
+    # model_version is an identical version registered before: nothing new was registered.
+    reused: bool = False
     champion_version: str | None = None  # the champion after this run
     champion_rmse: float | None = None  # the previous champion's, on this validation month
     promotion_reason: str = ""
@@ -164,13 +166,14 @@ class TrainSummary:
             tracking_uri=tracking_uri,
             timings=timings,
             promoted=decision is not None and decision.promoted,
+            reused=registered.reused,
             champion_version=None
             if decision is None
             else (registered.model_version if decision.promoted else decision.previous_champion),
             champion_rmse=None if decision is None else decision.champion_rmse,
-            promotion_reason="not registered (--no-register)"
-            if decision is None
-            else decision.reason,
+            promotion_reason=decision.reason
+            if decision is not None
+            else _unpromoted_reason(registered),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -179,7 +182,8 @@ class TrainSummary:
     def registered(self) -> str:
         if self.model_version is None:
             return f"not registered (logged as `{self.model_uri}`)"
-        return f"`{self.model_name}` version {self.model_version}"
+        reused = " (reused: identical to this run's model)" if self.reused else ""
+        return f"`{self.model_name}` version {self.model_version}{reused}"
 
     def markdown(self) -> str:
         val = f"{self.val_month} ({self.val_rows:,} trips)" if self.val_month else "none"
@@ -199,10 +203,27 @@ class TrainSummary:
             (
                 "Promotion",
                 self.promotion_reason
-                if self.model_version is None
+                if self.model_version is None or self.reused
                 else f"{'champion' if self.promoted else 'challenger'}: {self.promotion_reason}",
             ),
         ]
         table = "\n".join(f"| {name} | {value} |" for name, value in rows)
         steps = " · ".join(f"{step} {seconds:.1f}s" for step, seconds in self.timings.items())
-        return f"# Trip-duration training\n\n| | |\n|---|---|\n{table}\n\nSteps: {steps}\n"
+        curve = (
+            "\n\nValidation RMSE (`rmse`) is of the predictions as served, clipped to the "
+            "trained range. The learning curve (`boosting_validation_rmse` per round) is "
+            "XGBoost's own evaluation, in float32 and unclipped: its values differ slightly."
+            if self.best_iteration is not None
+            else ""
+        )
+        return f"# Trip-duration training\n\n| | |\n|---|---|\n{table}{curve}\n\nSteps: {steps}\n"
+
+
+def _unpromoted_reason(registered: RegisteredModel) -> str:
+    """Why a run made no promotion decision."""
+    if registered.reused:
+        return (
+            f"identical to version {registered.model_version} (same data, parameters and code): "
+            "not registered again, no alias changed"
+        )
+    return "not registered (--no-register)"

@@ -29,6 +29,7 @@ from mlflow.data.meta_dataset import MetaDataset
 from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
+from mlflow.models.model import ModelInfo
 from mlflow.tracking import MlflowClient
 from mlflow.types.schema import AnyType, ColSpec, Schema
 
@@ -39,6 +40,7 @@ from taxi_duration.errors import (
     TrackingError,
     is_storage_failure,
 )
+from taxi_duration.fingerprint import code_version, model_fingerprint
 from taxi_duration.ingest import file_digest
 from taxi_duration.models import TripDurationModel
 from taxi_duration.prepare import (
@@ -91,6 +93,8 @@ class RegisteredModel:
     model_version: str | None
     model_uri: str
     model_size_bytes: int | None
+    # An identical version was registered already: this is it; no version or alias changed.
+    reused: bool = False
 
 
 def _raw_trip_signature() -> ModelSignature:
@@ -214,18 +218,30 @@ def embedded_store_lock(settings: Settings) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+_EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+_MODEL_TRAINING_KIND = "custom_model_development"
+
+
 def experiment_id(client: MlflowClient, settings: Settings) -> str:
-    """The experiment's id, created on first use (safe when two runs race to create it)."""
+    """The experiment's id, created on first use (safe when two runs race to create it).
+
+    MLflow 3 opens an experiment without a kind in its GenAI view: one created without it
+    (e.g. by an older version of this project) gets the model-training kind; a kind chosen
+    in the UI is kept.
+    """
     experiment = client.get_experiment_by_name(settings.experiment_name)
     if experiment is not None:
+        if _EXPERIMENT_KIND_TAG not in experiment.tags:
+            client.set_experiment_tag(
+                experiment.experiment_id, _EXPERIMENT_KIND_TAG, _MODEL_TRAINING_KIND
+            )
         return str(experiment.experiment_id)
     try:
         return str(
             client.create_experiment(
                 settings.experiment_name,
                 artifact_location=settings.artifact_location,
-                # MLflow 3 opens an experiment without a kind in its GenAI view.
-                tags={"mlflow.experimentKind": "custom_model_development"},
+                tags={_EXPERIMENT_KIND_TAG: _MODEL_TRAINING_KIND},
             )
         )
     except MlflowException:
@@ -246,13 +262,66 @@ def log_and_register(
     """Log everything about a training run, then (``register``) register its model as a new
     version; without it, no version or alias is touched.
 
+    A model identical to a registered version of its color (same fingerprint: data digests,
+    parameters, code) is not registered again: the run names that version and logs no model.
     With ``record.run_id``, log into that (already started) run, e.g. a tuning run's parent.
     """
     client = _configure(settings)
-    model_file = work_dir / "model.pkl"
-    with open(model_file, "wb") as file:
-        pickle.dump(model, file, protocol=pickle.HIGHEST_PROTOCOL)
-    signature = _raw_trip_signature()
+    digests = {data.context: file_digest(data.path) for data in record.datasets}
+    fingerprint = model_fingerprint(digests, record.params, code_version())
+    name = settings.registered_model(record.tags["color"]) if register else None
+    # Held from the look-up to the registration (embedded store): of two identical runs at
+    # once, one registers and the other finds its version.
+    with embedded_store_lock(settings) if register else contextlib.nullcontext():
+        twin = None if name is None else _version_with_fingerprint(client, name, fingerprint)
+        run_id, info = _log_run(
+            client, settings, model, record, work_dir, digests, fingerprint, twin
+        )
+        if name is not None and twin is not None:
+            twin_uri = f"models:/{name}/{twin}"
+            size = mlflow.models.Model.load(twin_uri).model_size_bytes
+            return RegisteredModel(run_id, name, twin, twin_uri, size, reused=True)
+        assert info is not None  # logged: no twin
+        # ModelInfo lacks the size MLflow records in the MLmodel file.
+        size = mlflow.models.Model.load(info.model_uri).model_size_bytes
+        if name is None:
+            return RegisteredModel(run_id, None, None, info.model_uri, size)
+        # register_model prints its progress on stderr; the caller reports the version instead.
+        with contextlib.redirect_stderr(io.StringIO()):
+            registered = mlflow.register_model(
+                info.model_uri, name, tags={FINGERPRINT_TAG: fingerprint}
+            )
+    version = str(registered.version)
+    client.update_model_version(name, version, description=record.description())
+    return RegisteredModel(run_id, name, version, f"models:/{name}/{version}", size)
+
+
+# On each version (and its run): what makes two models the same (fingerprint.py).
+FINGERPRINT_TAG = "taxi_duration.fingerprint"
+# On a run whose model was identical to a registered version: that version.
+REUSED_VERSION_TAG = "taxi_duration.reused_version"
+
+
+def _version_with_fingerprint(client: MlflowClient, name: str, fingerprint: str) -> str | None:
+    """The oldest version of ``name`` with this fingerprint, if any."""
+    versions = client.search_model_versions(
+        f"name = '{name}' and tags.`{FINGERPRINT_TAG}` = '{fingerprint}'"
+    )
+    return str(min(int(v.version) for v in versions)) if versions else None
+
+
+def _log_run(
+    client: MlflowClient,
+    settings: Settings,
+    model: TripDurationModel,
+    record: RunRecord,
+    work_dir: Path,
+    digests: dict[str, str],
+    fingerprint: str,
+    twin: str | None,
+) -> tuple[str, ModelInfo | None]:
+    """The run's params, metrics, tags, months, charts and learning curve, and its model
+    unless an identical version (``twin``) is registered already; ended FINISHED."""
     run_id = record.run_id
     with mlflow.start_run(
         run_id=run_id,
@@ -261,9 +330,18 @@ def log_and_register(
     ) as run:
         mlflow.log_params(record.params)
         mlflow.log_metrics(record.metrics)
-        mlflow.set_tags({**record.tags, **_code_version_tags()})
+        tags = {
+            **record.tags,
+            **_code_version_tags(),
+            FINGERPRINT_TAG: fingerprint,
+            # The run page's description: months, rows, validation RMSE.
+            "mlflow.note.content": record.description(),
+        }
+        if twin is not None:
+            tags[REUSED_VERSION_TAG] = twin
+        mlflow.set_tags(tags)
         for data in record.datasets:
-            _log_month(data)
+            _log_month(data, digests[data.context])
         for name, png in record.charts.items():
             (work_dir / name).write_bytes(png)
             mlflow.log_artifact(str(work_dir / name), artifact_path="charts")
@@ -275,36 +353,25 @@ def log_and_register(
         ]
         for start in range(0, len(curve), 1000):
             client.log_batch(run.info.run_id, metrics=curve[start : start + 1000])
+        if twin is not None:
+            return str(run.info.run_id), None
+        model_file = work_dir / "model.pkl"
+        with open(model_file, "wb") as file:
+            pickle.dump(model, file, protocol=pickle.HIGHEST_PROTOCOL)
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(_PYFUNC_ENTRY_POINT),
             code_paths=[str(_PACKAGE_DIR)],
             artifacts={"model": str(model_file)},
-            signature=signature,
+            signature=_raw_trip_signature(),
             input_example=record.input_example,
             pip_requirements=pip_requirements(),
         )
-    # ModelInfo lacks the size MLflow records in the MLmodel file.
-    size = mlflow.models.Model.load(info.model_uri).model_size_bytes
-    if not register:
-        return RegisteredModel(run.info.run_id, None, None, info.model_uri, size)
-    name = settings.registered_model(record.tags["color"])
-    # register_model prints its progress on stderr; the caller reports the version instead.
-    with contextlib.redirect_stderr(io.StringIO()):
-        registered = mlflow.register_model(info.model_uri, name)
-    client.update_model_version(name, str(registered.version), description=record.description())
-    return RegisteredModel(
-        run_id=run.info.run_id,
-        model_name=name,
-        model_version=str(registered.version),
-        model_uri=f"models:/{name}/{registered.version}",
-        model_size_bytes=size,
-    )
+    return str(run.info.run_id), info
 
 
-def _log_month(data: MonthData) -> None:
+def _log_month(data: MonthData, digest: str) -> None:
     """A month as an MLflow dataset of the run: its source, digest and rows."""
-    digest = file_digest(data.path)
     with warnings.catch_warnings():  # a local path "can be interpreted in multiple ways"
         warnings.simplefilter("ignore", UserWarning)
         source = resolve_dataset_source(data.source)

@@ -123,7 +123,7 @@ def tune_xgboost(
         best = fit.best_iteration if fit.best_iteration is not None else 0
         trial.set_user_attr("rounds", best + 1)
         # At the round kept: the validation month's best only where it is what stopped.
-        return fit.history["validation_rmse"][best]
+        return fit.history["boosting_validation_rmse"][best]
 
     def record(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if on_trial is not None:

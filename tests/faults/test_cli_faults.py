@@ -7,6 +7,7 @@ that none starts an ephemeral one of its own; everything else is as a user runs 
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import signal
 import subprocess
@@ -179,10 +180,11 @@ def test_two_concurrent_runs_are_both_recorded_with_one_champion(
     workspace: Path, fault_server: FaultServer, prefect_api_url: str
 ) -> None:
     # Both start on an empty workspace: they race to create the store, the experiment,
-    # the registered model, the versions and the champion alias.
+    # the registered model, the versions and the champion alias. Two different models: an
+    # identical one would not be registered again.
     processes = [
-        start_cli(workspace, fault_server.url, prefect_api_url, *TRAIN_JAN, "--json")
-        for _ in range(2)
+        start_cli(workspace, fault_server.url, prefect_api_url, *TRAIN_JAN, *features, "--json")
+        for features in ([], ["--features", "separate"])
     ]
     results = [process.communicate(timeout=300) for process in processes]
     for process, (_, stderr) in zip(processes, results, strict=True):
@@ -204,6 +206,24 @@ def test_two_concurrent_runs_are_both_recorded_with_one_champion(
     assert len(runs) == 2
     assert all(run.info.status == "FINISHED" for run in runs)
     assert list(workspace.rglob("*.part")) == []
+
+
+def test_two_identical_runs_at_once_register_one_version(
+    workspace: Path, fault_server: FaultServer, prefect_api_url: str
+) -> None:
+    # The look-up of an identical version and the registration hold the store's lock: the
+    # second run finds the first one's version instead of registering its twin.
+    processes = [
+        start_cli(workspace, fault_server.url, prefect_api_url, *TRAIN_JAN, "--json")
+        for _ in range(2)
+    ]
+    results = [process.communicate(timeout=300) for process in processes]
+    for process, (_, stderr) in zip(processes, results, strict=True):
+        assert process.returncode == 0, stderr
+    payloads = [json.loads(stdout.strip().splitlines()[-1]) for stdout, _ in results]
+    assert sorted(payload["reused"] for payload in payloads) == [False, True]
+    assert [payload["model_version"] for payload in payloads] == ["1", "1"]
+    assert registry(workspace) == (["1"], "1")
 
 
 # --- killed with SIGKILL, then run again -------------------------------------------------

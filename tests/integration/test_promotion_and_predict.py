@@ -57,8 +57,12 @@ def test_a_better_version_becomes_champion_unless_short_of_min_improvement(
 ) -> None:
     train(TrainSpec.parse(year=2023, month=1, model="linear", features="separate"))
     short = train(TrainSpec.parse(year=2023, month=1, min_improvement=1000.0))
+    assert short.rmse is not None
+    assert short.champion_rmse is not None
+    assert short.rmse < short.champion_rmse  # better, but not by 1000 minutes
     assert not short.promoted
-    better = train(TrainSpec.parse(year=2023, month=1))
+    # Another model (an identical one would not be registered again), also better than v1.
+    better = train(TrainSpec.parse(year=2023, month=1, features="pu_do"))
     assert better.promoted
     assert _alias(registry, "champion") == better.model_version == "3"
     assert "beats champion v1" in better.promotion_reason

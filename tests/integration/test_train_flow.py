@@ -22,9 +22,10 @@ from prefect.client.schemas.filters import (
     FlowRunFilterId,
 )
 
-from taxi_duration import cache
+from taxi_duration import cache, tracking
 from taxi_duration.errors import TrackingError
 from taxi_duration.flows.train import STEPS, train
+from taxi_duration.settings import Settings
 from taxi_duration.specs import TrainSpec
 
 pytestmark = pytest.mark.slow
@@ -191,6 +192,7 @@ def test_the_run_records_its_months_code_and_flow_run_and_the_version_describes_
         assert tags["rows"] == str(rows)
 
     assert run.data.tags["taxi_duration_version"]
+    assert f"validation RMSE {summary.rmse:.4f}" in run.data.tags["mlflow.note.content"]
     assert run.data.tags["prefect.flow_run_id"] == str(flow_run_id)
     assert str(flow_run_id) in run.data.tags.get("prefect.flow_run_url", str(flow_run_id))
     version = registry.get_model_version("nyc-taxi-duration-green", summary.model_version)
@@ -204,3 +206,69 @@ def test_the_run_records_its_months_code_and_flow_run_and_the_version_describes_
     assert f"{summary.rmse:.4f}" in Path(summary_md).read_text()
     experiment = registry.get_experiment(run.info.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_an_identical_model_is_not_registered_again_and_touches_no_alias(
+    prefect_api: None, data_url: str, registry: MlflowClient
+) -> None:
+    name = "nyc-taxi-duration-green"
+    first, _ = _run(year=2023, month=1, model="linear", features="pu_do")
+    other, _ = _run(year=2023, month=1, model="linear", features="separate")
+    aliases = registry.get_registered_model(name).aliases
+    description = registry.get_model_version(name, first.model_version).description
+
+    again, _ = _run(year=2023, month=1, model="linear", features="pu_do")
+
+    # Same months, parameters and code: the run points to version 1 and registers nothing.
+    assert again.reused
+    assert (again.model_name, again.model_version) == (name, first.model_version)
+    assert again.model_uri == f"models:/{name}/{first.model_version}"
+    assert not again.promoted
+    assert f"identical to version {first.model_version}" in again.promotion_reason
+    assert "promote" not in again.timings
+    versions = registry.search_model_versions(f"name='{name}'")
+    assert sorted(str(v.version) for v in versions) == sorted(
+        [first.model_version, other.model_version]
+    )
+    assert registry.get_registered_model(name).aliases == aliases
+    assert registry.get_model_version(name, first.model_version).description == description
+    run = registry.get_run(again.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["taxi_duration.reused_version"] == first.model_version
+    assert (
+        run.data.tags["taxi_duration.fingerprint"]
+        == (registry.get_model_version(name, first.model_version).tags["taxi_duration.fingerprint"])
+    )
+    assert run.data.metrics["rmse"] == pytest.approx(first.rmse)
+    assert "reused" in again.markdown()
+
+
+def test_the_final_rmse_and_the_boosting_curve_have_their_own_names(
+    prefect_api: None, data_url: str, registry: MlflowClient
+) -> None:
+    summary, _ = _run(year=2023, month=1)  # the default XGBoost model
+
+    run = registry.get_run(summary.run_id)
+    # `rmse`: the clipped predictions on the validation month, one value (what promotion uses).
+    assert run.data.metrics["rmse"] == pytest.approx(summary.rmse)
+    assert len(registry.get_metric_history(summary.run_id, "rmse")) == 1
+    # XGBoost's own per-round evaluation, a curve under names of its own.
+    curve = registry.get_metric_history(summary.run_id, "boosting_validation_rmse")
+    assert len(curve) > 1
+    assert [point.step for point in curve] == list(range(len(curve)))
+    assert registry.get_metric_history(summary.run_id, "boosting_holdout_rmse")
+    assert "validation_rmse" not in run.data.metrics
+
+
+def test_an_experiment_made_without_a_kind_gets_the_model_training_view(
+    workspace: Path, registry: MlflowClient
+) -> None:
+    settings = Settings()
+    old = registry.create_experiment(settings.experiment_name)  # as MLflow 2 made it: no kind
+    assert "mlflow.experimentKind" not in registry.get_experiment(old).tags
+    assert tracking.experiment_id(registry, settings) == old
+    assert registry.get_experiment(old).tags["mlflow.experimentKind"] == "custom_model_development"
+    # A kind chosen in the UI is the user's: kept.
+    registry.set_experiment_tag(old, "mlflow.experimentKind", "genai_development")
+    tracking.experiment_id(registry, settings)
+    assert registry.get_experiment(old).tags["mlflow.experimentKind"] == "genai_development"

@@ -27,7 +27,7 @@ def _fit(rounds: int, keep_best_iteration: bool) -> tuple[XGBoostParams, FitResu
 
 def test_boosting_stops_once_validation_stops_improving() -> None:
     params, fit = _fit(rounds=500, keep_best_iteration=True)
-    curve = fit.history["validation_rmse"]
+    curve = fit.history["boosting_validation_rmse"]
     assert fit.best_iteration is not None
     assert len(curve) < 100  # far short of the 500 rounds allowed
     assert len(curve) == fit.best_iteration + 1 + params.early_stopping_rounds
@@ -40,4 +40,4 @@ def test_boosting_stops_once_validation_stops_improving() -> None:
 def test_without_keeping_the_best_every_round_is_kept() -> None:
     _, fit = _fit(rounds=30, keep_best_iteration=False)
     assert isinstance(fit.estimator, xgb.Booster)
-    assert fit.estimator.num_boosted_rounds() == len(fit.history["validation_rmse"])
+    assert fit.estimator.num_boosted_rounds() == len(fit.history["boosting_validation_rmse"])

@@ -204,11 +204,11 @@ def test_xgboost_default_stops_on_a_slice_of_the_training_month(
     model, result = _train(config, green_train, green_val)
     assert isinstance(result.estimator, xgb.Booster)
     assert result.best_iteration is not None
-    holdout = result.history["holdout_rmse"]
+    holdout = result.history["boosting_holdout_rmse"]
     assert 0 < len(holdout) <= 60
     assert result.best_iteration == int(np.argmin(holdout))
     # The validation month is recorded, round by round, but is not what stopped training.
-    assert len(result.history["validation_rmse"]) == len(holdout)
+    assert len(result.history["boosting_validation_rmse"]) == len(holdout)
     # keep_best_iteration: only the trees up to the best round are kept.
     assert result.estimator.num_boosted_rounds() == result.best_iteration + 1
     assert model.intercept is None
@@ -216,7 +216,7 @@ def test_xgboost_default_stops_on_a_slice_of_the_training_month(
     assert np.isfinite(predictions).all()
     error = rmse(green_val["duration"].to_numpy(), predictions)
     assert error == pytest.approx(
-        result.history["validation_rmse"][result.best_iteration], rel=1e-4
+        result.history["boosting_validation_rmse"][result.best_iteration], rel=1e-4
     )
     baseline = _mean_rmse(green_train["duration"].to_numpy(), green_val["duration"].to_numpy())
     assert error < 0.6 * baseline
@@ -244,8 +244,8 @@ def test_xgboost_stops_on_validation_without_a_holdout(
         config, xgboost=dataclasses.replace(config.xgboost, holdout_fraction=None)
     )
     _, result = _train(config, green_train, green_val)
-    curve = result.history["validation_rmse"]
-    assert "holdout_rmse" not in result.history
+    curve = result.history["boosting_validation_rmse"]
+    assert "boosting_holdout_rmse" not in result.history
     assert result.best_iteration == int(np.argmin(curve))
 
 
@@ -255,7 +255,7 @@ def test_reference_preset_keeps_all_trees(
     config = _fast(training_config(preset="reference"), rounds=15)
     _, result = _train(config, green_train, green_val)
     assert isinstance(result.estimator, xgb.Booster)
-    assert result.estimator.num_boosted_rounds() == len(result.history["validation_rmse"])
+    assert result.estimator.num_boosted_rounds() == len(result.history["boosting_validation_rmse"])
 
 
 def test_xgboost_without_validation_nor_holdout(green_train: pd.DataFrame) -> None:

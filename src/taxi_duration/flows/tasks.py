@@ -165,6 +165,14 @@ def register_task(
         logged = tracking.log_and_register(settings, model, record, Path(work_dir), register)
     if logged.model_version is None:
         get_run_logger().info("logged run %s, registered nothing", logged.run_id)
+    elif logged.reused:
+        get_run_logger().info(
+            "%s version %s is identical (same data, parameters and code): reused, "
+            "no new version, no alias changed (run %s)",
+            logged.model_name,
+            logged.model_version,
+            logged.run_id,
+        )
     else:
         get_run_logger().info(
             "registered %s version %s (run %s)",

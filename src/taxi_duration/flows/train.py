@@ -140,7 +140,7 @@ def train_and_register(
     with timed(timings, "register"):
         registered = register_task(settings, model, record, spec.register_version)
     decision = None
-    if registered.model_version is not None:
+    if registered.model_version is not None and not registered.reused:
         with timed(timings, "promote"):
             decision = promote_task(
                 settings, registered.model_version, months.val, spec.color, spec.min_improvement
@@ -158,7 +158,8 @@ def _prefect_tags() -> dict[str, str]:
         "prefect.flow_run_id": str(flow_run.id or ""),
         "prefect.flow_run_name": str(flow_run.name or ""),
     }
-    if flow_run.ui_url:
+    # Without PREFECT_UI_URL (ephemeral Prefect), Prefect gives "None/flow-runs/...": no link.
+    if str(flow_run.ui_url or "").startswith(("http://", "https://")):
         tags["prefect.flow_run_url"] = str(flow_run.ui_url)
     return {key: value for key, value in tags.items() if value}
 
