@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
-from taxi_duration.errors import StackError, TaxiDurationError
+from taxi_duration.errors import StackError
 from taxi_duration.settings import RUN_ENVIRONMENT_DEFAULTS, TLC_DATA_URL
 
 if TYPE_CHECKING:
@@ -738,19 +738,16 @@ def _display(path: Path) -> str:
 
 
 def run(action: str) -> int:
-    """Run ``up``, ``down`` or ``status``; the exit code."""
-    try:
-        config = StackConfig.from_env()
-        if action == "up":
-            up(config)
-            return 0
-        if action == "down":
-            down(config)
-            return 0
-        return 0 if status(config) else 1
-    except TaxiDurationError as error:
-        print(f"taxi-duration stack: error: {error}", file=sys.stderr)
-        return error.exit_code
+    """Run ``up``, ``down`` or ``status``; the exit code. A failure is raised as a
+    TaxiDurationError, which the CLI prints (``cli.main``, the one error path)."""
+    config = StackConfig.from_env()
+    if action == "up":
+        up(config)
+        return 0
+    if action == "down":
+        down(config)
+        return 0
+    return 0 if status(config) else 1
 
 
 def add_command(commands_: argparse._SubParsersAction[_Parser]) -> None:
@@ -768,9 +765,10 @@ def add_command(commands_: argparse._SubParsersAction[_Parser]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m taxi_duration.stack")
-    parser.add_argument("action", choices=["up", "down", "status"])
-    return run(parser.parse_args(argv).action)
+    """``python -m taxi_duration.stack ACTION``: the same as ``taxi-duration stack ACTION``."""
+    from taxi_duration import cli
+
+    return cli.main(["stack", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

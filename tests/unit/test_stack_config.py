@@ -119,6 +119,7 @@ def test_stack_up_with_a_bad_alert_setting_exits_2_and_starts_nothing(tmp_path: 
     )
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("taxi-duration: error: "), "not the CLI's one error path"
     assert "TAXI_DURATION_SMTP_TLS 'maybe'" in result.stderr
     assert "'starttls', 'ssl' or 'none'" in result.stderr
     assert not (tmp_path / "stack").exists()
