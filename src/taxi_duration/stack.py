@@ -31,6 +31,7 @@ import contextlib
 import ipaddress
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -367,6 +368,9 @@ def _mlflow_server_auth(config: StackConfig, base: Mapping[str, str]) -> dict[st
     return {
         "MLFLOW_AUTH_CONFIG_PATH": base.get("MLFLOW_AUTH_CONFIG_PATH")
         or str(config.mlflow_auth_config),
+        # Signs its CSRF tokens; kept in the stack's folder so a restart keeps sessions valid.
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": base.get("MLFLOW_FLASK_SERVER_SECRET_KEY")
+        or _secret_key(config.directory / "mlflow" / "flask-secret-key"),
         "MLFLOW_AUTH_ADMIN_USERNAME": config.credentials["MLFLOW_TRACKING_USERNAME"],
         "MLFLOW_AUTH_ADMIN_PASSWORD": config.credentials["MLFLOW_TRACKING_PASSWORD"],
     }
@@ -673,6 +677,16 @@ def alerts_in_force(config: StackConfig) -> list[str] | None:
 
 
 # --- commands ----------------------------------------------------------------------------
+
+
+def _secret_key(path: Path) -> str:
+    """The key in ``path``, made (random, readable by its owner only) the first time."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            out.write(secrets.token_hex(32))
+    return path.read_text().strip()
 
 
 def _prepare(config: StackConfig) -> None:

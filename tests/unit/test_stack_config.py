@@ -220,6 +220,11 @@ def test_off_loopback_both_servers_ask_for_the_clients_credentials(tmp_path: Pat
     assert envs["mlflow-server"]["MLFLOW_AUTH_ADMIN_USERNAME"] == "team"
     assert envs["mlflow-server"]["MLFLOW_AUTH_ADMIN_PASSWORD"] == "mlflow-secret-1"
     assert envs["mlflow-server"]["MLFLOW_AUTH_CONFIG_PATH"] == str(config.mlflow_auth_config)
+    # The key of its CSRF tokens: made once, kept (a restart keeps sessions), owner-only.
+    key = envs["mlflow-server"]["MLFLOW_FLASK_SERVER_SECRET_KEY"]
+    assert len(key) == 64
+    assert stack.environments(config, env)["mlflow-server"]["MLFLOW_FLASK_SERVER_SECRET_KEY"] == key
+    assert (tmp_path / "mlflow" / "flask-secret-key").stat().st_mode & 0o077 == 0
     # The worker (hence its flow runs) gets the credentials from the stack's settings ...
     assert {name: envs["worker"][name] for name in CREDENTIALS} == CREDENTIALS
     # ... and the pool's job template, which `stack status` prints, does not.
