@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
-from team_stack import Stack, deploy, running_stack, spec, stack_command
+from team_stack import BIN, Stack, deploy, run, running_stack, spec, stack_command
 
 pytestmark = pytest.mark.slow
 
@@ -74,6 +75,30 @@ def test_an_authenticated_deployment_run_completes(
     )
     assert registered.status_code == 200, registered.text
     assert registered.json()["registered_model"]["latest_versions"][0]["version"] == "1"
+
+
+def test_the_cli_passes_the_credentials_and_without_them_is_refused_in_one_line(
+    auth_stack: Stack, tmp_path: Path
+) -> None:
+    env = {**auth_stack.env, "TAXI_DURATION_DATA_DIR": str(tmp_path / "data")}
+    cli = str(BIN / "taxi-duration")
+    # A flow run in the CLI's own process: Prefect's API and MLflow, both with credentials.
+    trained = run(
+        env, cli, "train", *("--year", "2023", "--month", "1"), "--no-register", cwd=tmp_path
+    )
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+
+    anonymous = {
+        name: value
+        for name, value in env.items()
+        if name not in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+    }
+    refused = run(anonymous, cli, "promote", "--version", "1", cwd=tmp_path)
+    assert refused.returncode == 1, refused.stderr
+    assert refused.stderr.count("\n") == 1, refused.stderr
+    assert f"MLflow tracking server {auth_stack.mlflow} refused the credentials (HTTP 401)" in (
+        refused.stderr
+    )
 
 
 def test_stack_status_says_credentials_are_required(auth_stack: Stack) -> None:
