@@ -319,11 +319,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ.setdefault(name, value)
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "stack":
-        from taxi_duration import stack
-
-        return stack.run(args.action)
     try:
+        if args.command == "stack":
+            from taxi_duration import stack
+
+            return stack.run(args.action)
         spec = spec_from_args(args)
         _configure_runtime(args.verbose)
         result = _run(spec)

@@ -15,14 +15,24 @@ Everything lives in one folder, ``.stack/`` by default::
     env                                              ``source .stack/env`` points a shell at it
 
 Each service runs in its own process group, so ``down`` stops it with its children.
+
+Access: the servers bind to 127.0.0.1 (``TAXI_DURATION_STACK_HOST``). Bound to any other
+address, or with ``TAXI_DURATION_STACK_AUTH`` on, both servers ask for credentials, their
+own way: Prefect's API auth string and MLflow's basic-auth app. The credentials are the
+clients' own settings (``PREFECT_API_AUTH_STRING``, ``MLFLOW_TRACKING_USERNAME`` and
+``MLFLOW_TRACKING_PASSWORD``), so the CLI, ``prefect`` and ``mlflow`` pass them as they are;
+``up`` refuses to start without them.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
+import ipaddress
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -30,19 +40,24 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
-from taxi_duration.errors import StackError, TaxiDurationError
+from taxi_duration.errors import InvalidInputError, StackError
 from taxi_duration.settings import RUN_ENVIRONMENT_DEFAULTS, TLC_DATA_URL
 
 if TYPE_CHECKING:
     from taxi_duration.alerts import Alerts
 
-HOST = "127.0.0.1"
+LOOPBACK = "127.0.0.1"
+# Bound to one of these, the stack is reached (by itself, the worker, the CLI) on LOOPBACK.
+WILDCARD_HOSTS = ("0.0.0.0", "::")
+# MLflow's basic-auth app refuses a shorter admin password (its own rule, checked before start).
+MLFLOW_MIN_PASSWORD = 12
+CREDENTIALS = ("PREFECT_API_AUTH_STRING", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 DEFAULT_PREFECT_PORT = 4200
 DEFAULT_MLFLOW_PORT = 5000
 DEFAULT_POOL = "taxi-duration"
@@ -67,6 +82,11 @@ class StackConfig:
     data_dir: Path
     data_url: str
     output_dir: Path
+    host: str = LOOPBACK
+    # Both servers ask for credentials (on whenever the host is not a loopback address).
+    auth: bool = False
+    # The clients' credentials, from their own variables (CREDENTIALS); never printed.
+    credentials: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StackConfig:
@@ -75,6 +95,7 @@ class StackConfig:
         mlflow_dir = directory / "mlflow"
         # What `up` recorded: ports and pool of the stack in that folder, unless set again.
         recorded = _recorded(directory)
+        host = env.get("TAXI_DURATION_STACK_HOST") or recorded.get("host") or LOOPBACK
         return cls(
             directory=directory,
             prefect_port=_port(
@@ -94,11 +115,21 @@ class StackConfig:
             data_dir=Path(env.get("TAXI_DURATION_DATA_DIR") or directory / "data").resolve(),
             data_url=env.get("TAXI_DURATION_DATA_URL") or TLC_DATA_URL,
             output_dir=Path(env.get("TAXI_DURATION_OUTPUT_DIR") or directory / "outputs").resolve(),
+            host=host,
+            auth=_flag(env, "TAXI_DURATION_STACK_AUTH", bool(recorded.get("auth")))
+            or not _is_loopback(host),
+            credentials={name: env[name] for name in CREDENTIALS if env.get(name)},
         )
 
     @property
+    def address(self) -> str:
+        """Where the stack is reached from this machine: its host, or loopback for a wildcard."""
+        address = LOOPBACK if self.host in WILDCARD_HOSTS else self.host
+        return f"[{address}]" if ":" in address else address
+
+    @property
     def prefect_ui_url(self) -> str:
-        return f"http://{HOST}:{self.prefect_port}"
+        return f"http://{self.address}:{self.prefect_port}"
 
     @property
     def prefect_api_url(self) -> str:
@@ -106,7 +137,38 @@ class StackConfig:
 
     @property
     def mlflow_url(self) -> str:
-        return f"http://{HOST}:{self.mlflow_port}"
+        return f"http://{self.address}:{self.mlflow_port}"
+
+    @property
+    def prefect_headers(self) -> dict[str, str]:
+        """The stack's own calls to the Prefect API: basic auth with the auth string, as
+        Prefect's clients send it."""
+        auth_string = self.credentials.get("PREFECT_API_AUTH_STRING")
+        if not auth_string:
+            return {}
+        return {"Authorization": "Basic " + base64.b64encode(auth_string.encode()).decode()}
+
+    def check_access(self) -> None:
+        """Refuse a stack that asks for credentials when they are not all set."""
+        if not self.auth:
+            return
+        why = (
+            "TAXI_DURATION_STACK_AUTH is on"
+            if _is_loopback(self.host)
+            else f"TAXI_DURATION_STACK_HOST {self.host!r} is not a loopback address"
+        )
+        missing = [name for name in CREDENTIALS if name not in self.credentials]
+        if missing:
+            raise InvalidInputError(
+                f"{why}, so both servers ask for credentials: set {', '.join(missing)} "
+                "(PREFECT_API_AUTH_STRING as user:password; MLflow's password "
+                f"{MLFLOW_MIN_PASSWORD} characters or more)"
+            )
+        if len(self.credentials["MLFLOW_TRACKING_PASSWORD"]) < MLFLOW_MIN_PASSWORD:
+            raise InvalidInputError(
+                "MLFLOW_TRACKING_PASSWORD is too short for MLflow's basic-auth: "
+                f"{MLFLOW_MIN_PASSWORD} characters or more"
+            )
 
     @property
     def logs(self) -> Path:
@@ -129,6 +191,10 @@ class StackConfig:
     @property
     def state_file(self) -> Path:
         return self.directory / "stack.json"
+
+    @property
+    def mlflow_auth_config(self) -> Path:
+        return self.directory / "mlflow" / "basic_auth.ini"
 
 
 def _state_home(env: Mapping[str, str]) -> Path:
@@ -176,6 +242,26 @@ def _port(env: Mapping[str, str], name: str, default: Any) -> int:
     return value
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve anywhere
+        return False
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    text = env.get(name, "").strip().lower()
+    if not text:
+        return default
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise InvalidInputError(f"{name} {text!r} is not a switch: allowed true or false")
+
+
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     text = env.get(name)
     if not text:
@@ -205,11 +291,12 @@ def commands(config: StackConfig) -> dict[str, list[str]]:
     return {
         "prefect-server": [
             _executable("prefect"),
-            *("server", "start", "--host", HOST, "--port", str(config.prefect_port)),
+            *("server", "start", "--host", config.host, "--port", str(config.prefect_port)),
         ],
         "mlflow-server": [
             _executable("mlflow"),
-            *("server", "--host", HOST, "--port", str(config.mlflow_port)),
+            *("server", "--host", config.host, "--port", str(config.mlflow_port)),
+            *(("--app-name", "basic-auth") if config.auth else ()),
             *("--backend-store-uri", config.mlflow_backend_store_uri),
             *("--serve-artifacts", "--artifacts-destination", config.mlflow_artifacts_destination),
             *("--workers", "1"),
@@ -251,7 +338,7 @@ def environments(config: StackConfig, base: Mapping[str, str]) -> dict[str, dict
     }
     server = {key: value for key, value in common.items() if key != "PREFECT_API_URL"}
     return {
-        "prefect-server": server,
+        "prefect-server": {**server, **_prefect_server_auth(config)},
         "mlflow-server": {
             **{key: value for key, value in common.items() if key != "MLFLOW_TRACKING_URI"},
             # MLflow's job runner (huey consumers, for GenAI jobs this project has none of):
@@ -259,13 +346,38 @@ def environments(config: StackConfig, base: Mapping[str, str]) -> dict[str, dict
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": base.get(
                 "MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false"
             ),
+            **_mlflow_server_auth(config, base),
         },
-        # Flow runs inherit the worker's environment: they log to the stack's servers.
+        # Flow runs inherit the worker's environment: they log to the stack's servers, with
+        # the credentials (kept out of the pool's job template, which `stack status` prints).
         "worker": {
             **common,
             **run_environment(config, base),
+            **config.credentials,
             "PREFECT_API_URL": config.prefect_api_url,
         },
+    }
+
+
+def _prefect_server_auth(config: StackConfig) -> dict[str, str]:
+    if not config.auth:
+        return {}
+    return {"PREFECT_SERVER_API_AUTH_STRING": config.credentials["PREFECT_API_AUTH_STRING"]}
+
+
+def _mlflow_server_auth(config: StackConfig, base: Mapping[str, str]) -> dict[str, str]:
+    """MLflow's basic-auth app: its users in the stack's folder (a team's own config file
+    wins), the admin created on first start with the clients' username and password."""
+    if not config.auth:
+        return {}
+    return {
+        "MLFLOW_AUTH_CONFIG_PATH": base.get("MLFLOW_AUTH_CONFIG_PATH")
+        or str(config.mlflow_auth_config),
+        # Signs its CSRF tokens; kept in the stack's folder so a restart keeps sessions valid.
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": base.get("MLFLOW_FLASK_SERVER_SECRET_KEY")
+        or _secret_key(config.directory / "mlflow" / "flask-secret-key"),
+        "MLFLOW_AUTH_ADMIN_USERNAME": config.credentials["MLFLOW_TRACKING_USERNAME"],
+        "MLFLOW_AUTH_ADMIN_PASSWORD": config.credentials["MLFLOW_TRACKING_PASSWORD"],
     }
 
 
@@ -324,13 +436,14 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def _port_free(port: int) -> bool:
+def _port_free(port: int, host: str = LOOPBACK) -> bool:
     """Nothing listens on the port. SO_REUSEADDR, as the servers bind: a port left in
     TIME_WAIT by a stack just stopped is free; one that something listens on is not."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind((HOST, port))
+            probe.bind((host, port))
         except OSError:
             return False
     return True
@@ -400,12 +513,27 @@ def mlflow_healthy(config: StackConfig) -> bool:
     return _answers(f"{config.mlflow_url}/health")
 
 
+def prefect_api(
+    config: StackConfig, method: str, path: str, body: Any = None, timeout: float = 10.0
+) -> httpx.Response:
+    """A request to the stack's Prefect API, with its credentials when it has some."""
+    return httpx.request(
+        method,
+        f"{config.prefect_api_url}{path}",
+        json=body,
+        headers=config.prefect_headers,
+        timeout=timeout,
+    )
+
+
 def worker_online(config: StackConfig) -> bool:
     """A worker of the pool has reported to the server as ONLINE."""
     try:
-        response = httpx.post(
-            f"{config.prefect_api_url}/work_pools/{config.pool}/workers/filter",
-            json={"workers": {"status": {"any_": ["ONLINE"]}}},
+        response = prefect_api(
+            config,
+            "POST",
+            f"/work_pools/{config.pool}/workers/filter",
+            {"workers": {"status": {"any_": ["ONLINE"]}}},
             timeout=5.0,
         )
     except httpx.HTTPError:
@@ -460,7 +588,7 @@ def _tail(config: StackConfig, service: str, lines: int = 20) -> str:
 
 def _ensure_pool(config: StackConfig, env: Mapping[str, str]) -> bool:
     """Create the work pool (type process) unless it exists; True if it was created."""
-    response = httpx.get(f"{config.prefect_api_url}/work_pools/{config.pool}", timeout=10.0)
+    response = prefect_api(config, "GET", f"/work_pools/{config.pool}")
     if response.status_code == 200:
         pool_type = response.json().get("type")
         if pool_type != "process":
@@ -495,13 +623,13 @@ def _ensure_pool(config: StackConfig, env: Mapping[str, str]) -> bool:
 
 def _configure_pool(config: StackConfig, run_env: Mapping[str, str]) -> None:
     """Write the flow runs' environment into the pool's base job template (its ``env``)."""
-    url = f"{config.prefect_api_url}/work_pools/{config.pool}"
-    template = httpx.get(url, timeout=10.0).json()["base_job_template"]
+    path = f"/work_pools/{config.pool}"
+    template = prefect_api(config, "GET", path).json()["base_job_template"]
     env = template.get("variables", {}).get("properties", {}).get("env")
     if env is None:
         raise StackError(f"work pool {config.pool!r} has no env variable in its job template")
     env["default"] = dict(run_env)
-    response = httpx.patch(url, json={"base_job_template": template}, timeout=10.0)
+    response = prefect_api(config, "PATCH", path, {"base_job_template": template})
     if response.status_code >= 300:
         raise StackError(f"could not update work pool {config.pool!r}: HTTP {response.status_code}")
 
@@ -509,7 +637,7 @@ def _configure_pool(config: StackConfig, run_env: Mapping[str, str]) -> None:
 def pool_environment(config: StackConfig) -> dict[str, str] | None:
     """The environment the pool gives every flow run, as the server has it."""
     try:
-        response = httpx.get(f"{config.prefect_api_url}/work_pools/{config.pool}", timeout=10.0)
+        response = prefect_api(config, "GET", f"/work_pools/{config.pool}")
     except httpx.HTTPError:
         return None
     if response.status_code != 200:
@@ -534,7 +662,7 @@ def _apply_alerts(config: StackConfig, wanted: Alerts) -> list[str]:
 def alerts_in_force(config: StackConfig) -> list[str] | None:
     """The project's automations on the server, described; None if it cannot be asked."""
     try:
-        response = httpx.post(f"{config.prefect_api_url}/automations/filter", json={}, timeout=10.0)
+        response = prefect_api(config, "POST", "/automations/filter", {})
     except httpx.HTTPError:
         return None
     if response.status_code != 200:
@@ -546,7 +674,7 @@ def alerts_in_force(config: StackConfig) -> list[str] | None:
         blocks = []
         for action in automation["actions"]:
             block_id = action.get("block_document_id")
-            block = httpx.get(f"{config.prefect_api_url}/block_documents/{block_id}", timeout=10.0)
+            block = prefect_api(config, "GET", f"/block_documents/{block_id}")
             blocks.append(block.json().get("name", "?") if block.status_code == 200 else "missing")
         state = "on" if automation.get("enabled") else "off"
         lines.append(f"{automation['name']} ({state}) -> {', '.join(blocks) or 'nothing'}")
@@ -554,6 +682,16 @@ def alerts_in_force(config: StackConfig) -> list[str] | None:
 
 
 # --- commands ----------------------------------------------------------------------------
+
+
+def _secret_key(path: Path) -> str:
+    """The key in ``path``, made (random, readable by its owner only) the first time."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            out.write(secrets.token_hex(32))
+    return path.read_text().strip()
 
 
 def _prepare(config: StackConfig) -> None:
@@ -564,6 +702,20 @@ def _prepare(config: StackConfig) -> None:
     ignore = config.directory / ".gitignore"
     if not ignore.exists():
         ignore.write_text("# created by taxi-duration stack: nothing here belongs in git\n*\n")
+    if config.auth:
+        _write_mlflow_auth_config(config)
+
+
+def _write_mlflow_auth_config(config: StackConfig) -> None:
+    """MLflow's basic-auth settings: its users in the stack's folder. The admin comes from
+    MLFLOW_AUTH_ADMIN_USERNAME/PASSWORD (the server's environment), never from this file."""
+    users = config.directory / "mlflow" / "basic_auth.db"
+    config.mlflow_auth_config.write_text(
+        "[mlflow]\n"
+        "default_permission = READ\n"
+        f"database_uri = sqlite:///{users}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+    )
 
 
 def _write_env_file(config: StackConfig) -> Path:
@@ -572,13 +724,21 @@ def _write_env_file(config: StackConfig) -> Path:
         "# source this file to point the prefect, mlflow and taxi-duration commands at the stack\n"
         f"export PREFECT_API_URL={config.prefect_api_url}\n"
         f"export MLFLOW_TRACKING_URI={config.mlflow_url}\n"
+        + (_CREDENTIALS_NOTE if config.auth else "")
     )
     return path
+
+
+_CREDENTIALS_NOTE = (
+    "# both servers ask for credentials: also export PREFECT_API_AUTH_STRING,\n"
+    "# MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (the values the stack started with)\n"
+)
 
 
 def up(config: StackConfig, base_env: Mapping[str, str] | None = None) -> None:
     """Start what is not running yet, and wait until all of it answers."""
     base_env = dict(os.environ if base_env is None else base_env)
+    config.check_access()  # no credentials where they are needed: nothing starts
     wanted_alerts = _wanted_alerts()  # bad settings: an error before anything starts
     _prepare(config)
     all_commands = commands(config)
@@ -586,10 +746,10 @@ def up(config: StackConfig, base_env: Mapping[str, str] | None = None) -> None:
     running = {service for service in SERVICES if _read_pid(config, service) is not None}
     ports = {"prefect-server": config.prefect_port, "mlflow-server": config.mlflow_port}
     for service, port in ports.items():
-        if service not in running and not _port_free(port):
+        if service not in running and not _port_free(port, config.host):
             raise StackError(
-                f"port {port} on {HOST} is in use, so {service} cannot start there: stop what "
-                f"holds it or choose another port with "
+                f"port {port} on {config.host} is in use, so {service} cannot start there: "
+                "stop what holds it or choose another port with "
                 f"TAXI_DURATION_{service.split('-')[0].upper()}_PORT"
             )
     started: dict[str, subprocess.Popen[bytes]] = {}
@@ -622,18 +782,23 @@ def up(config: StackConfig, base_env: Mapping[str, str] | None = None) -> None:
     print(f"                data from {base_env.get('TAXI_DURATION_DATA_URL') or 'the TLC'}")
     _print_run_environment(run_env)
     _print_alerts(alert_lines)
+    _print_access(config)
     print()
     print("Point the CLI at the stack (or: source " + _display(env_file) + "):")
     print(f"  export PREFECT_API_URL={config.prefect_api_url}")
     print(f"  export MLFLOW_TRACKING_URI={config.mlflow_url}")
+    if config.auth:
+        print("  and the credentials: " + ", ".join(CREDENTIALS))
     print("Deploy: prefect --no-prompt deploy --all    Stop: taxi-duration stack down")
 
 
 def _record_stack(config: StackConfig, env: Mapping[str, str]) -> None:
     """Remember the ports and pool in the folder, and the folder per user: `status` and
     `down` find the stack from any directory."""
-    record = {"prefect_port": config.prefect_port, "mlflow_port": config.mlflow_port}
-    config.state_file.write_text(json.dumps({**record, "pool": config.pool}) + "\n")
+    record: dict[str, Any] = {"prefect_port": config.prefect_port}
+    record |= {"mlflow_port": config.mlflow_port, "pool": config.pool}
+    record |= {"host": config.host, "auth": config.auth}
+    config.state_file.write_text(json.dumps(record) + "\n")
     with contextlib.suppress(OSError):
         last = last_stack_file(env)
         last.parent.mkdir(parents=True, exist_ok=True)
@@ -642,6 +807,16 @@ def _record_stack(config: StackConfig, env: Mapping[str, str]) -> None:
 
 def _print_run_environment(env: Mapping[str, str]) -> None:
     print("flow runs get   " + "\n                ".join(f"{k}={v}" for k, v in env.items()))
+
+
+def _print_access(config: StackConfig) -> None:
+    if config.auth:
+        print(
+            f"access          bound to {config.host}; credentials required "
+            "(Prefect API auth string, MLflow basic-auth)"
+        )
+    else:
+        print(f"access          bound to {config.host}; no credentials (loopback only)")
 
 
 def _print_alerts(lines: Sequence[str]) -> None:
@@ -658,13 +833,14 @@ CANCEL_GRACE_SECONDS = 30.0
 def _in_flight(config: StackConfig) -> list[dict[str, Any]]:
     """The pool's flow runs that have started and not ended."""
     try:
-        response = httpx.post(
-            f"{config.prefect_api_url}/flow_runs/filter",
-            json={
+        response = prefect_api(
+            config,
+            "POST",
+            "/flow_runs/filter",
+            {
                 "flow_runs": {"state": {"type": {"any_": list(IN_FLIGHT)}}},
                 "work_pools": {"name": {"any_": [config.pool]}},
             },
-            timeout=10.0,
         )
     except httpx.HTTPError:
         return []
@@ -673,10 +849,11 @@ def _in_flight(config: StackConfig) -> list[dict[str, Any]]:
 
 def _set_state(config: StackConfig, flow_run_id: str, state: str, message: str) -> None:
     with contextlib.suppress(httpx.HTTPError):
-        httpx.post(
-            f"{config.prefect_api_url}/flow_runs/{flow_run_id}/set_state",
-            json={"state": {"type": state, "message": message}, "force": True},
-            timeout=10.0,
+        prefect_api(
+            config,
+            "POST",
+            f"/flow_runs/{flow_run_id}/set_state",
+            {"state": {"type": state, "message": message}, "force": True},
         )
 
 
@@ -733,6 +910,7 @@ def status(config: StackConfig) -> bool:
     lines = alerts_in_force(config)
     if lines is not None:
         _print_alerts(lines)
+    _print_access(config)
     return healthy
 
 
@@ -744,19 +922,16 @@ def _display(path: Path) -> str:
 
 
 def run(action: str) -> int:
-    """Run ``up``, ``down`` or ``status``; the exit code."""
-    try:
-        config = StackConfig.from_env()
-        if action == "up":
-            up(config)
-            return 0
-        if action == "down":
-            down(config)
-            return 0
-        return 0 if status(config) else 1
-    except TaxiDurationError as error:
-        print(f"taxi-duration stack: error: {error}", file=sys.stderr)
-        return error.exit_code
+    """Run ``up``, ``down`` or ``status``; the exit code. A failure is raised as a
+    TaxiDurationError, which the CLI prints (``cli.main``, the one error path)."""
+    config = StackConfig.from_env()
+    if action == "up":
+        up(config)
+        return 0
+    if action == "down":
+        down(config)
+        return 0
+    return 0 if status(config) else 1
 
 
 def add_command(commands_: argparse._SubParsersAction[_Parser]) -> None:
@@ -774,9 +949,10 @@ def add_command(commands_: argparse._SubParsersAction[_Parser]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m taxi_duration.stack")
-    parser.add_argument("action", choices=["up", "down", "status"])
-    return run(parser.parse_args(argv).action)
+    """``python -m taxi_duration.stack ACTION``: the same as ``taxi-duration stack ACTION``."""
+    from taxi_duration import cli
+
+    return cli.main(["stack", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -135,6 +135,23 @@ _UNREACHABLE_MARKERS = (
 )
 
 
+def _http_status(error: MlflowException) -> int:
+    return int(error.get_http_status_code())  # type: ignore[no-untyped-call]
+
+
+def _refused(error: BaseException) -> bool:
+    """Whether the server refused the request's credentials (none, or wrong ones)."""
+    return isinstance(error, MlflowException) and _http_status(error) in (401, 403)
+
+
+def _refused_error(settings: Settings, error: MlflowException) -> TrackingError:
+    return TrackingError(
+        f"MLflow tracking server {settings.tracking_uri} refused the credentials "
+        f"(HTTP {_http_status(error)}): set MLFLOW_TRACKING_USERNAME and "
+        "MLFLOW_TRACKING_PASSWORD"
+    )
+
+
 def _unreachable_error(settings: Settings, error: BaseException) -> TrackingError:
     """One line: the server, and why in a few words (MLflow's own message is a paragraph)."""
     text = str(error)
@@ -170,6 +187,8 @@ def translate_errors(call: _Call) -> _Call:
                 raise StorageError(
                     f"MLflow store {settings.tracking_uri} cannot be written: {error}"
                 ) from error
+            if isinstance(error, MlflowException) and _refused(error):
+                raise _refused_error(settings, error) from error
             if isinstance(error, MlflowException) and not _unreachable(error):
                 summary = str(error).strip().splitlines()[0] if str(error).strip() else ""
                 raise TrackingError(
@@ -461,7 +480,10 @@ def end_run(settings: Settings, run_id: str, status: str) -> None:
 
 
 def _unless_unreachable(settings: Settings, error: MlflowException) -> None:
-    """Raise the one-line TrackingError if ``error`` is the server failing, not an answer."""
+    """Raise the one-line TrackingError if ``error`` is the server failing or refusing the
+    credentials, not an answer (a 401 is not "no such version")."""
+    if _refused(error):
+        raise _refused_error(settings, error) from error
     if _unreachable(error):
         raise _unreachable_error(settings, error) from error
 

@@ -5,6 +5,7 @@ The fixtures are in ``conftest.py``; this module holds what they and the tests s
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -33,6 +34,8 @@ ISOLATED = (
     "MLFLOW_TRACKING_URI",
     "PREFECT_API_URL",
     "PREFECT_API_KEY",
+    "PREFECT_API_AUTH_STRING",
+    "PREFECT_SERVER_API_AUTH_STRING",
     "PREFECT_PROFILE",
     "PREFECT_UI_URL",
     "TAXI_DURATION_DATA_URL",
@@ -42,6 +45,12 @@ ISOLATED = (
     "TAXI_DURATION_MODEL_NAME",
     "TAXI_DURATION_EXPERIMENT_NAME",
     "TAXI_DURATION_STACK_DIR",
+    "TAXI_DURATION_STACK_HOST",
+    "TAXI_DURATION_STACK_AUTH",
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_TOKEN",
+    "MLFLOW_AUTH_CONFIG_PATH",
     "TAXI_DURATION_NOTIFY_WEBHOOK_URL",
     "TAXI_DURATION_NOTIFY_EMAIL_TO",
     "TAXI_DURATION_NOTIFY_ON_PROMOTION",
@@ -121,8 +130,18 @@ class Stack:
         path = self.directory / "logs" / "worker.log"
         return path.read_text(errors="replace")[-6000:] if path.exists() else "(no worker log)"
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """The Prefect API's credentials, as its clients send them, if the stack has some."""
+        auth_string = self.env.get("PREFECT_API_AUTH_STRING")
+        if not auth_string:
+            return {}
+        return {"Authorization": "Basic " + base64.b64encode(auth_string.encode()).decode()}
+
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        response = httpx.request(method, f"{self.api}{path}", json=body, timeout=30)
+        response = httpx.request(
+            method, f"{self.api}{path}", json=body, headers=self.headers, timeout=30
+        )
         response.raise_for_status()
         return response.json()
 

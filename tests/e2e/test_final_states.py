@@ -1,8 +1,10 @@
-"""Every run ends in a final state, however its worker stops.
+"""Every run ends in a final state, however its worker stops, and a crashed run can be retried.
 
 ``stack down`` cancels the pool's in-flight runs through Prefect before stopping the worker;
-a run whose process is killed outright stops sending heartbeats (every 30 s, set in the pool's
-job template) and Prefect's heartbeat automation marks it Crashed, which is then alerted.
+a worker stopped with SIGTERM marks its runs Crashed as it exits; a run whose process is
+killed outright stops sending heartbeats (every 30 s, set in the pool's job template) and
+Prefect's heartbeat automation marks it Crashed. Each Crashed run is alerted.
+``prefect flow-run retry`` then completes it with a new worker, the months from the cache.
 """
 
 from __future__ import annotations
@@ -12,33 +14,97 @@ import os
 import signal
 import subprocess
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import psutil
 import pytest
-from team_stack import SMTPSink, Stack, spec, stack_command
+from data_server import SERVED_REQUESTS
+from team_stack import BIN, REPO_ROOT, SMTPSink, Stack, run, spec, stack_command
 
 pytestmark = pytest.mark.slow
 
 CRASHED_WITHIN_SECONDS = 120
+# The crashed run's search stops starting trials after this, so its retry ends soon.
+RETRIED_SEARCH_SECONDS = 60
+MONTH_TASKS = ("ingest", "prepare")
 
 
-def start_long_run(stack: Stack) -> str:
-    """A tune run of many trials, once it is Running (and has sent its first heartbeat)."""
-    flow_run_id = stack.trigger("tune/manual", *spec(year=2023, month=1, trials=2000))
+def start_long_run(stack: Stack, **fields: object) -> str:
+    """A tune run of many trials, once its months are prepared (ingest and prepare Completed,
+    hence cached) and it has sent its first heartbeat."""
+    flow_run_id = stack.trigger("tune/manual", *spec(year=2023, month=1, trials=2000, **fields))
     deadline = time.monotonic() + 300
-    while stack.call("GET", f"/flow_runs/{flow_run_id}")["state"]["type"] != "RUNNING":
+    while not (
+        stack.call("GET", f"/flow_runs/{flow_run_id}")["state"]["type"] == "RUNNING"
+        and all(
+            len(states) == 2  # the training and the validation month
+            and all(kind == "COMPLETED" for kind, _ in states)
+            for states in month_task_states(stack, flow_run_id).values()
+        )
+    ):
         assert time.monotonic() < deadline, stack.logs(flow_run_id)
         time.sleep(1)
     time.sleep(5)
     return flow_run_id
 
 
-def test_a_run_whose_worker_and_process_are_killed_is_marked_crashed_and_alerted(
+def month_task_states(
+    stack: Stack, flow_run_id: str, skip: frozenset[str] = frozenset()
+) -> dict[str, list[tuple[str, str]]]:
+    """The (type, name) of the states of the run's ingest and prepare task runs, by task,
+    except the task runs in ``skip``."""
+    return {
+        task: [
+            (task_run["state"]["type"], task_run["state"]["name"])
+            for task_run in month_task_runs(stack, flow_run_id)
+            if task_run["name"].startswith(f"{task}-") and task_run["id"] not in skip
+        ]
+        for task in MONTH_TASKS
+    }
+
+
+def month_task_runs(stack: Stack, flow_run_id: str) -> list[dict[str, Any]]:
+    task_runs = stack.call(
+        "POST", "/task_runs/filter", {"flow_runs": {"id": {"any_": [flow_run_id]}}}
+    )
+    return [
+        task_run
+        for task_run in task_runs
+        if task_run["state"] and task_run["name"].split("-")[0] in MONTH_TASKS
+    ]
+
+
+def worker_pid(stack: Stack) -> int:
+    return int(json.loads((stack.directory / "run" / "worker.json").read_text())["pid"])
+
+
+def wait_for_alert(smtp_sink: SMTPSink, flow_run: dict[str, Any], emails_before: int) -> None:
+    deadline = time.monotonic() + 60
+    while not any(
+        flow_run["name"] in email["subject"] for email in smtp_sink.inbox.snapshot()[emails_before:]
+    ):
+        assert time.monotonic() < deadline, "no alert for the crashed run"
+        time.sleep(1)
+
+
+@dataclass(frozen=True)
+class KilledRun:
+    flow_run_id: str
+    flow_run: dict[str, Any]  # once final
+    seconds_to_final: float
+    emails_before: int
+
+
+@pytest.fixture(scope="module")
+def killed_run(
     team_stack: Stack, team_deployed: subprocess.CompletedProcess[str], smtp_sink: SMTPSink
-) -> None:
-    flow_run_id = start_long_run(team_stack)
+) -> KilledRun:
+    """A tune run whose worker and run process were SIGKILLed, once it is final (or its
+    deadline passed), and a new worker (`stack up`)."""
+    flow_run_id = start_long_run(team_stack, timeout=RETRIED_SEARCH_SECONDS)
     emails_before = len(smtp_sink.inbox.snapshot())
-    worker = int(json.loads((team_stack.directory / "run" / "worker.json").read_text())["pid"])
+    worker = worker_pid(team_stack)
     flow_processes = psutil.Process(worker).children(recursive=True)
     assert flow_processes, "the worker has no flow run process"
     os.killpg(worker, signal.SIGKILL)
@@ -47,16 +113,68 @@ def test_a_run_whose_worker_and_process_are_killed_is_marked_crashed_and_alerted
     killed = time.monotonic()
     try:
         flow_run = team_stack.wait_final(flow_run_id, timeout=CRASHED_WITHIN_SECONDS + 30)
-        assert time.monotonic() - killed < CRASHED_WITHIN_SECONDS
+        seconds_to_final = time.monotonic() - killed
+    finally:
+        restarted = stack_command(team_stack.env, "up", cwd=team_stack.root)  # a new worker
+        assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    return KilledRun(flow_run_id, flow_run, seconds_to_final, emails_before)
+
+
+def test_a_run_whose_worker_and_process_are_killed_is_marked_crashed_and_alerted(
+    killed_run: KilledRun, smtp_sink: SMTPSink
+) -> None:
+    assert killed_run.seconds_to_final < CRASHED_WITHIN_SECONDS
+    assert killed_run.flow_run["state"]["type"] == "CRASHED", killed_run.flow_run["state"]
+    assert "no heartbeat" in killed_run.flow_run["state"]["message"]
+    wait_for_alert(smtp_sink, killed_run.flow_run, killed_run.emails_before)
+
+
+def test_prefect_flow_run_retry_completes_a_crashed_run_from_the_cached_months(
+    team_stack: Stack, killed_run: KilledRun, synthetic_data_url: str
+) -> None:
+    assert killed_run.flow_run["state"]["type"] == "CRASHED"
+    first_attempt = frozenset(t["id"] for t in month_task_runs(team_stack, killed_run.flow_run_id))
+    downloads_before = downloads(synthetic_data_url)
+    # The runbook's command (docs/faults.md), with the worker `stack up` restarted.
+    retried = run(
+        team_stack.env,
+        str(BIN / "prefect"),
+        *("flow-run", "retry", killed_run.flow_run_id),
+        cwd=REPO_ROOT,
+    )
+    assert retried.returncode == 0, retried.stdout + retried.stderr
+    team_stack.wait_completed(killed_run.flow_run_id)
+    # Each month was downloaded and prepared by the crashed attempt. The retry prepares
+    # none again (Prefect's cache) and downloads none again (the data folder; a first
+    # download has no cache key, tasks.py, so ingest is Completed, not Cached).
+    retry = month_task_states(team_stack, killed_run.flow_run_id, skip=first_attempt)
+    assert retry["prepare"] == [("COMPLETED", "Cached")] * 2, retry
+    assert [kind for kind, _ in retry["ingest"]] == ["COMPLETED"] * 2, retry
+    assert downloads(synthetic_data_url) == downloads_before
+
+
+def downloads(data_url: str) -> list[str]:
+    return [request for request in SERVED_REQUESTS[data_url] if request.startswith("GET")]
+
+
+def test_a_run_whose_worker_gets_sigterm_ends_crashed_and_is_alerted(
+    team_stack: Stack, team_deployed: subprocess.CompletedProcess[str], smtp_sink: SMTPSink
+) -> None:
+    flow_run_id = start_long_run(team_stack)
+    emails_before = len(smtp_sink.inbox.snapshot())
+    worker = worker_pid(team_stack)
+    flow_processes = psutil.Process(worker).children(recursive=True)
+    assert flow_processes, "the worker has no flow run process"
+    os.kill(worker, signal.SIGTERM)  # the worker alone, as a service manager stops it
+    stopped = time.monotonic()
+    try:
+        flow_run = team_stack.wait_final(flow_run_id, timeout=CRASHED_WITHIN_SECONDS + 30)
         assert flow_run["state"]["type"] == "CRASHED", flow_run["state"]
-        assert "no heartbeat" in flow_run["state"]["message"]
-        deadline = time.monotonic() + 60
-        while not any(
-            flow_run["name"] in email["subject"]
-            for email in smtp_sink.inbox.snapshot()[emails_before:]
-        ):
-            assert time.monotonic() < deadline, "no alert for the crashed run"
-            time.sleep(1)
+        print(f"SIGTERM: {flow_run['state']['type']} after {time.monotonic() - stopped:.0f} s")
+        wait_for_alert(smtp_sink, flow_run, emails_before)
+        # The run's process does not go on (and crash later on a broken pipe).
+        _, alive = psutil.wait_procs(flow_processes, timeout=30)
+        assert not alive, alive
     finally:
         restarted = stack_command(team_stack.env, "up", cwd=team_stack.root)  # a new worker
         assert restarted.returncode == 0, restarted.stdout + restarted.stderr

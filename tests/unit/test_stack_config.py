@@ -122,6 +122,7 @@ def test_stack_up_with_a_bad_alert_setting_exits_2_and_starts_nothing(tmp_path: 
     )
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("taxi-duration: error: "), "not the CLI's one error path"
     assert "TAXI_DURATION_SMTP_TLS 'maybe'" in result.stderr
     assert "'starttls', 'ssl' or 'none'" in result.stderr
     assert not (tmp_path / "stack").exists()
@@ -135,3 +136,101 @@ def test_the_webhook_url_is_kept_as_a_secret_and_posted_to_as_slack_and_teams_ta
     assert request["url"] == url
     assert request["method"] == "POST"
     assert request["json"] == {"text": "the subject\n\nthe message"}
+
+
+CREDENTIALS = {
+    "PREFECT_API_AUTH_STRING": "team:prefect-secret",
+    "MLFLOW_TRACKING_USERNAME": "team",
+    "MLFLOW_TRACKING_PASSWORD": "mlflow-secret-1",
+}
+
+
+def test_stack_up_off_loopback_without_credentials_exits_2_and_starts_nothing(
+    tmp_path: Path,
+) -> None:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "TAXI_DURATION_STACK_DIR": str(tmp_path / "stack"),
+        "TAXI_DURATION_STACK_HOST": "0.0.0.0",
+        "MLFLOW_TRACKING_USERNAME": "team",  # one of three: still refused
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "taxi_duration.stack", "up"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "TAXI_DURATION_STACK_HOST '0.0.0.0' is not a loopback address" in result.stderr
+    assert "set PREFECT_API_AUTH_STRING, MLFLOW_TRACKING_PASSWORD" in result.stderr
+    assert not (tmp_path / "stack").exists()
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"TAXI_DURATION_STACK_AUTH": "on"}, "TAXI_DURATION_STACK_AUTH is on, so both servers"),
+        (
+            {"TAXI_DURATION_STACK_AUTH": "yes", **CREDENTIALS, "MLFLOW_TRACKING_PASSWORD": "short"},
+            "MLFLOW_TRACKING_PASSWORD is too short for MLflow's basic-auth: 12 characters",
+        ),
+        ({"TAXI_DURATION_STACK_AUTH": "maybe"}, "TAXI_DURATION_STACK_AUTH 'maybe' is not a switch"),
+    ],
+)
+def test_bad_access_settings_are_named(
+    tmp_path: Path, settings: dict[str, str], message: str
+) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        stack.StackConfig.from_env(
+            {"TAXI_DURATION_STACK_DIR": str(tmp_path), **settings}
+        ).check_access()
+
+
+def test_loopback_needs_no_credentials_and_starts_both_servers_without_auth(
+    tmp_path: Path,
+) -> None:
+    for host in ("127.0.0.1", "localhost", "::1"):
+        env = {"TAXI_DURATION_STACK_DIR": str(tmp_path), "TAXI_DURATION_STACK_HOST": host}
+        config = stack.StackConfig.from_env(env)
+        config.check_access()
+        assert not config.auth
+    config = stack.StackConfig.from_env({"TAXI_DURATION_STACK_DIR": str(tmp_path)})
+    envs = stack.environments(config, {})
+    assert "--app-name" not in stack.commands(config)["mlflow-server"]
+    assert "PREFECT_SERVER_API_AUTH_STRING" not in envs["prefect-server"]
+    assert "MLFLOW_AUTH_ADMIN_PASSWORD" not in envs["mlflow-server"]
+    assert config.prefect_headers == {}
+
+
+def test_off_loopback_both_servers_ask_for_the_clients_credentials(tmp_path: Path) -> None:
+    env = {"TAXI_DURATION_STACK_DIR": str(tmp_path), "TAXI_DURATION_STACK_HOST": "0.0.0.0"}
+    config = stack.StackConfig.from_env({**env, **CREDENTIALS})
+    config.check_access()
+    assert config.auth
+    assert config.prefect_api_url == f"http://127.0.0.1:{config.prefect_port}/api"
+    assert "team:prefect-secret" not in repr(config)
+    commands = stack.commands(config)
+    assert commands["prefect-server"][-4:-2] == ["--host", "0.0.0.0"]
+    assert commands["mlflow-server"][commands["mlflow-server"].index("--app-name") + 1] == (
+        "basic-auth"
+    )
+    envs = stack.environments(config, {**env, **CREDENTIALS})
+    assert envs["prefect-server"]["PREFECT_SERVER_API_AUTH_STRING"] == "team:prefect-secret"
+    assert envs["mlflow-server"]["MLFLOW_AUTH_ADMIN_USERNAME"] == "team"
+    assert envs["mlflow-server"]["MLFLOW_AUTH_ADMIN_PASSWORD"] == "mlflow-secret-1"
+    assert envs["mlflow-server"]["MLFLOW_AUTH_CONFIG_PATH"] == str(config.mlflow_auth_config)
+    # The key of its CSRF tokens: made once, kept (a restart keeps sessions), owner-only.
+    key = envs["mlflow-server"]["MLFLOW_FLASK_SERVER_SECRET_KEY"]
+    assert len(key) == 64
+    assert stack.environments(config, env)["mlflow-server"]["MLFLOW_FLASK_SERVER_SECRET_KEY"] == key
+    assert (tmp_path / "mlflow" / "flask-secret-key").stat().st_mode & 0o077 == 0
+    # The worker (hence its flow runs) gets the credentials from the stack's settings ...
+    assert {name: envs["worker"][name] for name in CREDENTIALS} == CREDENTIALS
+    # ... and the pool's job template, which `stack status` prints, does not.
+    run_env = stack.run_environment(config, {**env, **CREDENTIALS})
+    assert not set(CREDENTIALS) & set(run_env)
+    assert config.prefect_headers == {"Authorization": "Basic dGVhbTpwcmVmZWN0LXNlY3JldA=="}
