@@ -17,8 +17,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from taxi_duration import __version__
+from taxi_duration.environment import RUN_ENVIRONMENT_DEFAULTS
 from taxi_duration.errors import BacktestFailedError, TaxiDurationError
-from taxi_duration.settings import RUN_ENVIRONMENT_DEFAULTS
 
 if TYPE_CHECKING:
     from taxi_duration.specs import Spec
@@ -126,10 +126,22 @@ def build_parser() -> argparse.ArgumentParser:
         _add_spec_options(command, _spec_class(name))
         _add_output_options(command)
 
-    from taxi_duration import stack
-
-    stack.add_command(commands)
+    _add_stack_command(commands)
     return parser
+
+
+def _add_stack_command(commands: argparse._SubParsersAction[_ArgumentParser]) -> None:
+    # Defined here, not in taxi_duration.stack, which loads httpx: --help stays light.
+    command = commands.add_parser(
+        "stack",
+        help="start or stop the local Prefect server, MLflow server and worker",
+        description="up: start a Prefect server, an MLflow server and a process worker on "
+        "127.0.0.1 in the background and wait until they answer; down: stop them; "
+        "status: show what runs. Ports: TAXI_DURATION_PREFECT_PORT (4200), "
+        "TAXI_DURATION_MLFLOW_PORT (5000); state, logs and PID files in .stack/ "
+        "(TAXI_DURATION_STACK_DIR).",
+    )
+    command.add_argument("action", choices=["up", "down", "status"])
 
 
 # Each command: its spec's class in taxi_duration.specs (imported when the parser is built,
