@@ -202,8 +202,12 @@ def _add_output_options(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--json", action="store_true", help="print the result as one JSON object, last on stdout"
     )
-    command.add_argument(
-        "-v", "--verbose", action="store_true", help="show Prefect's logs on the console"
+    chatter = command.add_mutually_exclusive_group()
+    chatter.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress lines or download bar on stderr"
+    )
+    chatter.add_argument(
+        "-v", "--verbose", action="store_true", help="show Prefect's and MLflow's logs too"
     )
 
 
@@ -217,7 +221,18 @@ class _DropRunFailures(logging.Filter):
         )
 
 
-def _configure_runtime(verbose: bool) -> None:
+class _ProgressLines(logging.StreamHandler):  # type: ignore[type-arg]
+    """The steps' progress lines (taxi_duration.flows.progress) alone, on stderr."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+        from taxi_duration.flows.progress import PROGRESS
+
+        self.addFilter(lambda record: bool(getattr(record, PROGRESS, False)))
+
+
+def _configure_runtime(output: argparse.Namespace) -> None:
+    verbose, quiet = output.verbose, output.quiet
     # Set before Prefect is imported; a user's own setting wins.
     # A loaded 2-core machine can take more than Prefect's 20 s to start the ephemeral server.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
@@ -231,6 +246,10 @@ def _configure_runtime(verbose: bool) -> None:
     from prefect.logging.handlers import PrefectConsoleHandler
 
     ensure_logging_setup()
+    if quiet:  # a terminal's download bar too
+        os.environ["TAXI_DURATION_PROGRESS_BAR"] = "false"
+    elif not verbose:  # with -v, Prefect's own console handler shows the progress lines
+        logging.getLogger().addHandler(_ProgressLines())
     if not verbose:
         # Each of MLflow's HTTP retries is a urllib3 warning; the CLI reports the outcome.
         logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
@@ -312,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return stack.run(args.action)
     try:
         spec = spec_from_args(args)
-        _configure_runtime(args.verbose)
+        _configure_runtime(args)
         result = _run(spec)
     except TaxiDurationError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     download_retries: int = 3
     # Base of the exponential backoff between download retries (base, 2x base, 4x base ...).
     download_backoff_seconds: float = 2.0
+    # A download's progress bar on stderr; None: when stderr is a terminal (off with --quiet).
+    progress_bar: bool | None = None
 
     # Alerts (read by ``taxi-duration stack up``, which turns them into Prefect automations).
     # A webhook that takes {"text": ...} (Slack incoming webhook, Teams webhook/workflow).
