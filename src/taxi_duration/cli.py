@@ -7,11 +7,13 @@ bad argument, 1 for a failure of the run (e.g. a month that is not published).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import json
 import logging
 import os
 import sys
+import threading
 import typing
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -291,7 +293,7 @@ def _print_summary(result: dict[str, Any]) -> None:
 
 
 def _run(spec: Spec) -> dict[str, Any]:
-    from taxi_duration.specs import BacktestSpec, PredictSpec, PromoteSpec, TrainSpec, TuneSpec
+    from taxi_duration.specs import PromoteSpec
 
     if isinstance(spec, PromoteSpec):  # no flow: a few registry calls
         from dataclasses import asdict
@@ -300,24 +302,67 @@ def _run(spec: Spec) -> dict[str, Any]:
         from taxi_duration.settings import Settings
 
         return asdict(tracking.set_champion(Settings(), spec.color, str(spec.version)))
+    starting = _start_prefect_server()
+    run_flow = _flow_call(spec)
+    if starting is not None:
+        starting.join()
+    return run_flow()
+
+
+def _start_prefect_server() -> threading.Thread | None:
+    """Start Prefect's temporary server in the background, when no server is configured.
+
+    It takes seconds to start, about as long as loading the flow and its libraries: the two
+    then share the machine's cores instead of waiting for each other. The flow's client finds
+    the server running (Prefect keeps one per process); a failure here is left for the
+    flow's own start to report.
+    """
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
+
+    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+        return None
+
+    def start() -> None:
+        from prefect.server.api.server import SubprocessASGIServer
+
+        with contextlib.suppress(Exception):
+            SubprocessASGIServer().start()
+
+    thread = threading.Thread(target=start, name="prefect-temporary-server", daemon=True)
+    thread.start()
+    return thread
+
+
+def _flow_call(spec: Spec) -> Callable[[], dict[str, Any]]:
+    """The command's flow called on its spec; importing it loads the run's libraries."""
+    from taxi_duration.specs import BacktestSpec, PredictSpec, TrainSpec, TuneSpec
+
     if isinstance(spec, BacktestSpec):
         from taxi_duration.flows.backtest import run_backtest
 
-        try:
-            return run_backtest(spec).to_dict()
-        except BacktestFailedError as failure:  # print every pair, then exit 1
-            return dict(failure.summary.to_dict())
+        backtest_spec = spec
+
+        def backtest() -> dict[str, Any]:
+            try:
+                return run_backtest(backtest_spec).to_dict()
+            except BacktestFailedError as failure:  # print every pair, then exit 1
+                return dict(failure.summary.to_dict())
+
+        return backtest
     if isinstance(spec, PredictSpec):
         from taxi_duration.flows.predict import predict
 
-        return predict(spec).to_dict()
+        predict_spec = spec
+        return lambda: predict(predict_spec).to_dict()
     if isinstance(spec, TuneSpec):
         from taxi_duration.flows.tune import tune
 
-        return tune(spec).to_dict()
+        tune_spec = spec
+        return lambda: tune(tune_spec).to_dict()
     from taxi_duration.flows.train import train
 
-    return train(typing.cast(TrainSpec, spec)).to_dict()
+    train_spec = typing.cast(TrainSpec, spec)
+    return lambda: train(train_spec).to_dict()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
