@@ -103,6 +103,9 @@ def child_env(work: Path, data_url: str) -> dict[str, str]:
     # XGBoost would otherwise lose most of its time to the machine's other load, which
     # the contention figures measure on their own.
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # Prefect's 20 s to start its temporary server is too short on a loaded machine (the
+    # CLI sets the same); the course's flow timed out here.
+    env.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     return env
 
 

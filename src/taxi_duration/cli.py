@@ -321,10 +321,11 @@ def _start_prefect_server() -> threading.Thread | None:
 
     if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
         return None
+    # Imported here, not in the thread: two threads importing at once can meet half-imported
+    # modules (a warning of urllib3's showed on stderr).
+    from prefect.server.api.server import SubprocessASGIServer
 
     def start() -> None:
-        from prefect.server.api.server import SubprocessASGIServer
-
         with contextlib.suppress(Exception):
             SubprocessASGIServer().start()
 
