@@ -7,18 +7,20 @@ bad argument, 1 for a failure of the run (e.g. a month that is not published).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import json
 import logging
 import os
 import sys
+import threading
 import typing
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from taxi_duration import __version__
+from taxi_duration.environment import RUN_ENVIRONMENT_DEFAULTS
 from taxi_duration.errors import BacktestFailedError, TaxiDurationError
-from taxi_duration.settings import RUN_ENVIRONMENT_DEFAULTS
 
 if TYPE_CHECKING:
     from taxi_duration.specs import Spec
@@ -129,10 +131,22 @@ def build_parser() -> argparse.ArgumentParser:
         _add_spec_options(command, _spec_class(name))
         _add_output_options(command)
 
-    from taxi_duration import stack
-
-    stack.add_command(commands)
+    _add_stack_command(commands)
     return parser
+
+
+def _add_stack_command(commands: argparse._SubParsersAction[_ArgumentParser]) -> None:
+    # Defined here, not in taxi_duration.stack, which loads httpx: --help stays light.
+    command = commands.add_parser(
+        "stack",
+        help="start or stop the local Prefect server, MLflow server and worker",
+        description="up: start a Prefect server, an MLflow server and a process worker on "
+        "127.0.0.1 in the background and wait until they answer; down: stop them; "
+        "status: show what runs. Ports: TAXI_DURATION_PREFECT_PORT (4200), "
+        "TAXI_DURATION_MLFLOW_PORT (5000); state, logs and PID files in .stack/ "
+        "(TAXI_DURATION_STACK_DIR).",
+    )
+    command.add_argument("action", choices=["up", "down", "status"])
 
 
 # Each command: its spec's class in taxi_duration.specs (imported when the parser is built,
@@ -201,8 +215,12 @@ def _add_output_options(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--json", action="store_true", help="print the result as one JSON object, last on stdout"
     )
-    command.add_argument(
-        "-v", "--verbose", action="store_true", help="show Prefect's logs on the console"
+    chatter = command.add_mutually_exclusive_group()
+    chatter.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress lines or download bar on stderr"
+    )
+    chatter.add_argument(
+        "-v", "--verbose", action="store_true", help="show Prefect's and MLflow's logs too"
     )
 
 
@@ -216,7 +234,18 @@ class _DropRunFailures(logging.Filter):
         )
 
 
-def _configure_runtime(verbose: bool) -> None:
+class _ProgressLines(logging.StreamHandler):  # type: ignore[type-arg]
+    """The steps' progress lines (taxi_duration.flows.progress) alone, on stderr."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+        from taxi_duration.flows.progress import PROGRESS
+
+        self.addFilter(lambda record: bool(getattr(record, PROGRESS, False)))
+
+
+def _configure_runtime(output: argparse.Namespace) -> None:
+    verbose, quiet = output.verbose, output.quiet
     # Set before Prefect is imported; a user's own setting wins.
     # A loaded 2-core machine can take more than Prefect's 20 s to start the ephemeral server.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
@@ -230,6 +259,10 @@ def _configure_runtime(verbose: bool) -> None:
     from prefect.logging.handlers import PrefectConsoleHandler
 
     ensure_logging_setup()
+    if quiet:  # a terminal's download bar too
+        os.environ["TAXI_DURATION_PROGRESS_BAR"] = "false"
+    elif not verbose:  # with -v, Prefect's own console handler shows the progress lines
+        logging.getLogger().addHandler(_ProgressLines())
     if not verbose:
         # Each of MLflow's HTTP retries is a urllib3 warning; the CLI reports the outcome.
         logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
@@ -273,14 +306,7 @@ def _print_summary(result: dict[str, Any]) -> None:
 
 
 def _run(spec: Spec) -> dict[str, Any]:
-    from taxi_duration.specs import (
-        BacktestSpec,
-        CacheSpec,
-        PredictSpec,
-        PromoteSpec,
-        TrainSpec,
-        TuneSpec,
-    )
+    from taxi_duration.specs import CacheSpec, PromoteSpec
 
     if isinstance(spec, PromoteSpec):  # no flow: a few registry calls
         from dataclasses import asdict
@@ -294,24 +320,68 @@ def _run(spec: Spec) -> dict[str, Any]:
         from taxi_duration.settings import Settings
 
         return cache_listing(PreparedCache.of(Settings()), spec.action)
+    starting = _start_prefect_server()
+    run_flow = _flow_call(spec)
+    if starting is not None:
+        starting.join()
+    return run_flow()
+
+
+def _start_prefect_server() -> threading.Thread | None:
+    """Start Prefect's temporary server in the background, when no server is configured.
+
+    It takes seconds to start, about as long as loading the flow and its libraries: the two
+    then share the machine's cores instead of waiting for each other. The flow's client finds
+    the server running (Prefect keeps one per process); a failure here is left for the
+    flow's own start to report.
+    """
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
+
+    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+        return None
+    # Imported here, not in the thread: two threads importing at once can meet half-imported
+    # modules (a warning of urllib3's showed on stderr).
+    from prefect.server.api.server import SubprocessASGIServer
+
+    def start() -> None:
+        with contextlib.suppress(Exception):
+            SubprocessASGIServer().start()
+
+    thread = threading.Thread(target=start, name="prefect-temporary-server", daemon=True)
+    thread.start()
+    return thread
+
+
+def _flow_call(spec: Spec) -> Callable[[], dict[str, Any]]:
+    """The command's flow called on its spec; importing it loads the run's libraries."""
+    from taxi_duration.specs import BacktestSpec, PredictSpec, TrainSpec, TuneSpec
+
     if isinstance(spec, BacktestSpec):
         from taxi_duration.flows.backtest import backtest
 
-        try:
-            return backtest(spec).to_dict()
-        except BacktestFailedError as failure:  # print every pair, then exit 1
-            return dict(failure.summary.to_dict())
+        backtest_spec = spec
+
+        def run() -> dict[str, Any]:
+            try:
+                return backtest(backtest_spec).to_dict()
+            except BacktestFailedError as failure:  # print every pair, then exit 1
+                return dict(failure.summary.to_dict())
+
+        return run
     if isinstance(spec, PredictSpec):
         from taxi_duration.flows.predict import predict
 
-        return predict(spec).to_dict()
+        predict_spec = spec
+        return lambda: predict(predict_spec).to_dict()
     if isinstance(spec, TuneSpec):
         from taxi_duration.flows.tune import tune
 
-        return tune(spec).to_dict()
+        tune_spec = spec
+        return lambda: tune(tune_spec).to_dict()
     from taxi_duration.flows.train import train
 
-    return train(typing.cast(TrainSpec, spec)).to_dict()
+    train_spec = typing.cast(TrainSpec, spec)
+    return lambda: train(train_spec).to_dict()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -325,7 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return stack.run(args.action)
         spec = spec_from_args(args)
-        _configure_runtime(args.verbose)
+        _configure_runtime(args)
         result = _run(spec)
     except TaxiDurationError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)

@@ -29,8 +29,12 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from taxi_duration.choices import FEATURE_SETS as FEATURE_SETS
+from taxi_duration.choices import REQUEST_COLUMNS, ZONE_COLUMNS
+from taxi_duration.choices import STATISTIC_FEATURES as STATISTIC_FEATURES
+from taxi_duration.choices import FeatureSet as FeatureSet
+from taxi_duration.choices import feature_set as feature_set
 from taxi_duration.errors import InvalidInputError
-from taxi_duration.prepare import REQUEST_COLUMNS, ZONE_COLUMNS
 
 # PU_DO is keyed as pickup * _PAIR_BASE + dropoff. TLC zone ids are 1..265; ids outside
 # 0.._PAIR_BASE-1 are treated as missing.
@@ -38,75 +42,8 @@ _PAIR_BASE = 1 << 20
 _MISSING_KEY = -1
 
 
-@dataclass(frozen=True)
-class FeatureSet:
-    """Which categorical and numeric features a model sees."""
-
-    name: str
-    categorical: tuple[str, ...]
-    numeric: tuple[str, ...]
-    # Whether tree models take the categoricals natively (else they get the one-hot matrix).
-    native_categorical: bool
-    # Zones as categories over the TLC's zone list, not over the zones the month holds.
-    fixed_zones: bool = False
-    # A recorded distance of 0 (or less) is unknown (NaN), not a zero-length trip.
-    zero_distance_unknown: bool = False
-
-    @property
-    def zone_statistics(self) -> bool:
-        """Whether the set holds target statistics (fitted on, and out of fold for, training)."""
-        return any(name in STATISTIC_FEATURES for name in self.numeric)
-
-
 # The TLC's taxi zones: 1..265, of which 264 and 265 are its "unknown" zones.
 TLC_ZONE_IDS = np.arange(1, 266, dtype=np.int64)
-
-# Per pickup->dropoff pair (falling back to the zones, then the month): see ZoneStatistics.
-STATISTIC_FEATURES = (
-    "pair_median_duration",
-    "pair_median_speed",
-    "pickup_median_duration",
-    "pickup_median_speed",
-    "dropoff_median_duration",
-    "dropoff_median_speed",
-    "pair_trips",
-    "expected_duration",
-)
-
-FEATURE_SETS: dict[str, FeatureSet] = {
-    "default": FeatureSet(
-        "default",
-        categorical=("PULocationID", "DOLocationID"),
-        numeric=(
-            "trip_distance",
-            "pickup_hour",
-            "pickup_weekday",
-            *REQUEST_COLUMNS,
-            *STATISTIC_FEATURES,
-        ),
-        native_categorical=True,
-        fixed_zones=True,
-        zero_distance_unknown=True,
-    ),
-    "pu_do": FeatureSet(
-        "pu_do", categorical=("PU_DO",), numeric=("trip_distance",), native_categorical=False
-    ),
-    "separate": FeatureSet(
-        "separate",
-        categorical=("PULocationID", "DOLocationID"),
-        numeric=(),
-        native_categorical=False,
-    ),
-}
-
-
-def feature_set(name: str) -> FeatureSet:
-    """The feature set called ``name``."""
-    try:
-        return FEATURE_SETS[name]
-    except KeyError:
-        allowed = ", ".join(FEATURE_SETS)
-        raise InvalidInputError(f"feature set {name!r} is unknown: allowed are {allowed}") from None
 
 
 def _zone_keys(column: pd.Series) -> np.ndarray:

@@ -16,6 +16,9 @@ import httpx
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from taxi_duration.choices import COLORS as COLORS
+from taxi_duration.choices import FIRST_PUBLISHED_MONTH as FIRST_PUBLISHED_MONTH
+from taxi_duration.choices import check_color_and_month as check_color_and_month
 from taxi_duration.errors import (
     DataError,
     DownloadError,
@@ -26,21 +29,7 @@ from taxi_duration.errors import (
 )
 from taxi_duration.months import Month
 
-# The first month the TLC published for each color.
-FIRST_PUBLISHED_MONTH = {"yellow": Month(2009, 1), "green": Month(2013, 8)}
-COLORS = tuple(FIRST_PUBLISHED_MONTH)
 _CHUNK_BYTES = 1 << 20
-
-
-def check_color_and_month(color: str, month: Month) -> None:
-    """Raise InvalidInputError for an unknown color or a month before TLC data exists."""
-    if color not in FIRST_PUBLISHED_MONTH:
-        raise InvalidInputError(f"color {color!r} is unknown: allowed are {', '.join(COLORS)}")
-    first = FIRST_PUBLISHED_MONTH[color]
-    if month < first:
-        raise InvalidInputError(
-            f"month {month} is before the first published {color} month {first}"
-        )
 
 
 def tlc_file_name(color: str, month: Month) -> str:

@@ -1,4 +1,4 @@
-"""Train: the model kinds (XGBoost, linear regression), their configurations and presets.
+"""Train: the model kinds (XGBoost, linear regression) as configured in ``choices``.
 
 A ``TripDurationModel`` holds the fitted preprocessor and estimator together, so that
 whatever loads it predicts from trips alone.
@@ -7,8 +7,8 @@ whatever loads it predicts from trips alone.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, TypeAlias
+from dataclasses import dataclass, field
+from typing import TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -16,160 +16,20 @@ import scipy.sparse as sp
 import xgboost as xgb
 from sklearn.linear_model import LinearRegression
 
+from taxi_duration.choices import DEFAULT_XGBOOST as DEFAULT_XGBOOST
+from taxi_duration.choices import MODEL_KINDS as MODEL_KINDS
+from taxi_duration.choices import MONOTONE_IN_DISTANCE as MONOTONE_IN_DISTANCE
+from taxi_duration.choices import PRESETS as PRESETS
+from taxi_duration.choices import REFERENCE_XGBOOST as REFERENCE_XGBOOST
+from taxi_duration.choices import TrainingConfig as TrainingConfig
+from taxi_duration.choices import XGBoostParams as XGBoostParams
+from taxi_duration.choices import training_config as training_config
 from taxi_duration.errors import InvalidInputError
-from taxi_duration.features import FeatureSet, Preprocessor, feature_set
-from taxi_duration.prepare import MAX_DURATION_MINUTES, MIN_DURATION_MINUTES, normalize_raw_trips
+from taxi_duration.features import Preprocessor
+from taxi_duration.prepare import normalize_raw_trips
 
-MODEL_KINDS = ("xgboost", "linear")
 # A one-hot matrix or a frame with categoricals, by the model's encoding.
 Features: TypeAlias = sp.csr_matrix | pd.DataFrame
-
-
-@dataclass(frozen=True)
-class XGBoostParams:
-    """Booster parameters and how many rounds to boost."""
-
-    params: dict[str, Any]
-    num_boost_round: int
-    early_stopping_rounds: int
-    # Keep only the trees up to the best validation round (the course keeps them all).
-    keep_best_iteration: bool = True
-    # Rounds when there is no validation month to stop early on (None: num_boost_round).
-    rounds_without_validation: int | None = None
-    # Early stopping watches this random fraction of the training rows, held out of the fit,
-    # rather than the validation month (None: the validation month, as the course does).
-    holdout_fraction: float | None = None
-
-
-# The course's hard-coded tuned parameters, reproduced exactly by ``--preset reference``.
-REFERENCE_XGBOOST = XGBoostParams(
-    params={
-        "learning_rate": 0.09585355369315604,
-        "max_depth": 30,
-        "min_child_weight": 1.060597050922164,
-        "objective": "reg:squarederror",
-        "reg_alpha": 0.018060244040060163,
-        "reg_lambda": 0.011658731377413597,
-        "seed": 42,
-    },
-    num_boost_round=100,
-    early_stopping_rounds=20,
-    keep_best_iteration=False,
-)
-
-# The project's default: zones as native categories, distance, pickup hour and weekday, the
-# request-time fields and the training month's zone-pair statistics (features.py). Early
-# stopping watches 10% of the training month, never the month the model is scored on.
-# Parameters from taxi_duration.tune on the development months; measured in
-# benchmarks/default_vs_reference.py.
-DEFAULT_XGBOOST = XGBoostParams(
-    params={
-        "objective": "reg:squarederror",
-        "eval_metric": "rmse",
-        "tree_method": "hist",
-        # `taxi-duration tune`'s best on green 2021-01 -> 2021-02 (40 trials), rounded, with
-        # depth 8 for 9: the same RMSE on both development pairs (+0.1%), 25% faster. The
-        # 2023 search's best trains 600+ rounds (10x slower) for 0.2% lower RMSE.
-        "learning_rate": 0.166,
-        "max_depth": 8,
-        "min_child_weight": 65,
-        "subsample": 0.98,
-        "colsample_bytree": 0.97,
-        "reg_lambda": 3.75,
-        "reg_alpha": 0.87,
-        "seed": 42,
-    },
-    num_boost_round=1000,
-    early_stopping_rounds=20,
-    holdout_fraction=0.1,
-)
-
-# Predictions non-decreasing in trip_distance: expected_duration grows with it too, so both
-# are constrained. Not in the default: it costs more RMSE than the 0.5% it may (see README).
-MONOTONE_IN_DISTANCE = {"monotone_constraints": {"trip_distance": 1, "expected_duration": 1}}
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    """What to train: model kind, feature set, and booster parameters for XGBoost."""
-
-    model: str
-    features: str
-    xgboost: XGBoostParams | None = None
-    preset: str | None = None
-    # Predictions are clipped to this range (the trained 1-60 minutes); None: as predicted.
-    prediction_range: tuple[float, float] | None = None
-
-    @property
-    def feature_set(self) -> FeatureSet:
-        return feature_set(self.features)
-
-    @property
-    def uses_native_categorical(self) -> bool:
-        return self.model == "xgboost" and self.feature_set.native_categorical
-
-    def booster_params(self) -> XGBoostParams:
-        """The XGBoost parameters; a linear model has none."""
-        if self.xgboost is None:
-            raise InvalidInputError(f"model {self.model!r} has no booster parameters")
-        return self.xgboost
-
-    def with_xgboost_params(self, params: dict[str, Any]) -> TrainingConfig:
-        """The same config with booster parameters overridden (e.g. by tuning)."""
-        base = self.booster_params()
-        return replace(self, xgboost=replace(base, params={**base.params, **params}), preset=None)
-
-    def params(self) -> dict[str, Any]:
-        """Flat parameters for tracking."""
-        flat: dict[str, Any] = {"model": self.model, "features": self.features}
-        if self.preset:
-            flat["preset"] = self.preset
-        if self.xgboost is not None:
-            flat.update(self.xgboost.params)
-            flat["num_boost_round"] = self.xgboost.num_boost_round
-            flat["early_stopping_rounds"] = self.xgboost.early_stopping_rounds
-            if self.xgboost.rounds_without_validation is not None:
-                flat["rounds_without_validation"] = self.xgboost.rounds_without_validation
-            if self.xgboost.holdout_fraction is not None:
-                flat["holdout_fraction"] = self.xgboost.holdout_fraction
-        if self.prediction_range is not None:
-            flat["prediction_range"] = list(self.prediction_range)
-        return flat
-
-
-PRESETS = {
-    "reference": TrainingConfig(
-        model="xgboost", features="pu_do", xgboost=REFERENCE_XGBOOST, preset="reference"
-    ),
-}
-
-
-def training_config(
-    model: str | None = None, features: str | None = None, preset: str | None = None
-) -> TrainingConfig:
-    """Chosen names (checked by the spec) as a config; a preset fixes model and features."""
-    if preset is not None:
-        config = PRESETS[preset]
-        for option, given, fixed in (
-            ("model", model, config.model),
-            ("features", features, config.features),
-        ):
-            if given is not None and given != fixed:
-                raise InvalidInputError(
-                    f"--{option} {given} conflicts with --preset {preset}, which uses {fixed}"
-                )
-        return config
-    model = model or "xgboost"
-    features = features or "default"
-    return TrainingConfig(
-        model=model,
-        features=features,
-        xgboost=DEFAULT_XGBOOST if model == "xgboost" else None,
-        # The course's feature sets keep the course's unclipped predictions (and figures).
-        prediction_range=(
-            (MIN_DURATION_MINUTES, MAX_DURATION_MINUTES) if features == "default" else None
-        ),
-    )
 
 
 def encode(preprocessor: Preprocessor, frame: pd.DataFrame, config: TrainingConfig) -> Features:

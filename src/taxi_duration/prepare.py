@@ -19,16 +19,13 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from taxi_duration.choices import MAX_DURATION_MINUTES as MAX_DURATION_MINUTES
+from taxi_duration.choices import MIN_DURATION_MINUTES as MIN_DURATION_MINUTES
+from taxi_duration.choices import REQUEST_COLUMNS as REQUEST_COLUMNS
+from taxi_duration.choices import ZONE_COLUMNS as ZONE_COLUMNS
 from taxi_duration.errors import DataError, InvalidInputError
 
-MIN_DURATION_MINUTES = 1.0
-MAX_DURATION_MINUTES = 60.0
-ZONE_COLUMNS = ("PULocationID", "DOLocationID")
 _TIMESTAMP_PREFIX = {"green": "lpep", "yellow": "tpep"}
-# Fields known when the trip is requested, under the same names in green and yellow files.
-# Nothing known only after the trip (fares, tips, totals, RatecodeID, store_and_fwd_flag).
-# Optional: a month without one (yellow has no trip_type) gets NaN, which carries signal.
-REQUEST_COLUMNS = ("VendorID", "trip_type", "passenger_count")
 # The other columns the TLC publishes for green and yellow trips: known only at the end of
 # the trip (dropoff, fares, tips, totals, rate code) or not predictive. A model accepts and
 # ignores them, so a published row scores as it is.

@@ -13,20 +13,6 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# What every run's environment gets unless it is set: the CLI sets them before it loads any
-# library that reads them once, and ``taxi-duration stack up`` writes them into the work
-# pool's job template for the runs a worker starts.
-RUN_ENVIRONMENT_DEFAULTS = {
-    # MLflow's own HTTP retries (7, backoff factor 2, 120 s timeout) take many minutes to
-    # give up on a dead tracking server: a few quick retries, then one clear error.
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
-    # OpenMP threads (XGBoost's) that spin while they wait lose the core to a competing
-    # process: training took 31 s instead of 2.8 s on a loaded 2-core machine.
-    "OMP_WAIT_POLICY": "PASSIVE",
-}
-
 TLC_DATA_URL = "https://d37ci6vzurychx.cloudfront.net/trip-data"
 
 
@@ -58,6 +44,8 @@ class Settings(BaseSettings):
     cache_max_gb: float = Field(5.0, ge=0)
     # XGBoost's threads in all (--threads wins); unset: the CPUs available (taxi_duration.cpus).
     threads: int | None = Field(None, ge=1)
+    # A download's progress bar on stderr; None: when stderr is a terminal (off with --quiet).
+    progress_bar: bool | None = None
 
     # Alerts (read by ``taxi-duration stack up``, which turns them into Prefect automations).
     # A webhook that takes {"text": ...} (Slack incoming webhook, Teams webhook/workflow).

@@ -27,10 +27,16 @@ from pydantic import (
     model_validator,
 )
 
-from taxi_duration import ingest
+from taxi_duration.choices import (
+    COLORS,
+    FEATURE_SETS,
+    MODEL_KINDS,
+    PRESETS,
+    TrainingConfig,
+    check_color_and_month,
+    training_config,
+)
 from taxi_duration.errors import InvalidInputError
-from taxi_duration.features import FEATURE_SETS
-from taxi_duration.models import MODEL_KINDS, PRESETS, TrainingConfig, training_config
 from taxi_duration.months import Month
 
 
@@ -69,7 +75,7 @@ def _in_range(name: str, low: float | None, high: float | None = None, unit: str
     return AfterValidator(check)
 
 
-Color = Annotated[str, AfterValidator(_one_of("color", ingest.COLORS)), _enum(ingest.COLORS)]
+Color = Annotated[str, AfterValidator(_one_of("color", COLORS)), _enum(COLORS)]
 ModelKind = Annotated[str, AfterValidator(_one_of("model", MODEL_KINDS)), _enum(MODEL_KINDS)]
 FeatureSetName = Annotated[
     str, AfterValidator(_one_of("features", FEATURE_SETS)), _enum(FEATURE_SETS)
@@ -81,7 +87,7 @@ MinImprovement = Annotated[float, _in_range("min_improvement", 0, unit="(minutes
 
 def check_month(color: str, month: Month, role: str) -> None:
     """A month that can have data: not before the color's first, not after this month."""
-    ingest.check_color_and_month(color, month)
+    check_color_and_month(color, month)
     newest = Month.current()
     if month > newest:
         raise InvalidInputError(
@@ -90,7 +96,11 @@ def check_month(color: str, month: Month, role: str) -> None:
 
 
 def _local_file(path: str | None, role: str) -> Path | None:
-    return None if path is None else ingest.check_local_file(Path(path), role)
+    if path is None:
+        return None
+    from taxi_duration import ingest  # pyarrow reads the file's footer: only for a given file
+
+    return ingest.check_local_file(Path(path), role)
 
 
 class Spec(BaseModel):

@@ -42,12 +42,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from taxi_duration.environment import RUN_ENVIRONMENT_DEFAULTS
 from taxi_duration.errors import InvalidInputError, StackError
-from taxi_duration.settings import RUN_ENVIRONMENT_DEFAULTS, TLC_DATA_URL
+from taxi_duration.settings import TLC_DATA_URL
 
 if TYPE_CHECKING:
     from taxi_duration.alerts import Alerts
@@ -64,8 +65,6 @@ DEFAULT_POOL = "taxi-duration"
 DEFAULT_TIMEOUT_SECONDS = 180.0
 STOP_GRACE_SECONDS = 20.0
 SERVICES = ("prefect-server", "mlflow-server", "worker")
-
-_Parser = TypeVar("_Parser", bound=argparse.ArgumentParser)
 
 
 @dataclass(frozen=True)
@@ -932,20 +931,6 @@ def run(action: str) -> int:
         down(config)
         return 0
     return 0 if status(config) else 1
-
-
-def add_command(commands_: argparse._SubParsersAction[_Parser]) -> None:
-    """The ``stack`` subcommand of ``taxi-duration``."""
-    parser = commands_.add_parser(
-        "stack",
-        help="start or stop the local Prefect server, MLflow server and worker",
-        description="up: start a Prefect server, an MLflow server and a process worker on "
-        "127.0.0.1 in the background and wait until they answer; down: stop them; "
-        "status: show what runs. Ports: TAXI_DURATION_PREFECT_PORT (4200), "
-        "TAXI_DURATION_MLFLOW_PORT (5000); state, logs and PID files in .stack/ "
-        "(TAXI_DURATION_STACK_DIR).",
-    )
-    parser.add_argument("action", choices=["up", "down", "status"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

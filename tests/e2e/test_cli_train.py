@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -48,6 +49,20 @@ def run_cli(workspace: Path, data_url: str, *args: str) -> subprocess.CompletedP
     )
 
 
+# A step's progress line: "train linear ..." as it starts, "train linear 0.3 s" as it ends.
+PROGRESS_LINE = re.compile(r"^(?P<step>[a-z]+)(?: .+?)? (?:(?P<start>\.\.\.)|\d+\.\d s)$")
+
+
+def progress(stderr: str) -> list[str]:
+    """The progress lines on stderr as "<step> started" or "<step> ended", in order."""
+    found = []
+    for line in stderr.splitlines():
+        match = PROGRESS_LINE.match(line.split(" - ")[-1])  # -v: after Prefect's prefix
+        if match:
+            found.append(f"{match['step']} {'started' if match['start'] else 'ended'}")
+    return found
+
+
 def leftovers(workspace: Path) -> list[str]:
     """What a failed run left in the data cache and the MLflow store."""
     found = [str(p.relative_to(workspace)) for p in (workspace / "data").glob("**/*")]
@@ -77,16 +92,20 @@ def test_train_prints_a_summary_and_one_json_object_last(
     assert payload["val_month"] == "2023-02"
     assert payload["intercept"] is not None
     assert payload["model_size_bytes"] > 0
-    assert result.stderr == ""
+    # On stderr: a line as each step starts and one as it ends, and nothing else.
+    expected = [f"{step} {event}" for step in STEPS for event in ("started", "ended")]
+    assert progress(result.stderr) == expected
+    assert len(result.stderr.splitlines()) == len(expected), result.stderr
 
 
 def test_no_validation_trains_on_one_month(workspace: Path, synthetic_data_url: str) -> None:
     result = run_cli(
         workspace,
         synthetic_data_url,
-        *("train", "--year", "2023", "--month", "3", "--no-validation", "--json"),
+        *("train", "--year", "2023", "--month", "3", "--no-validation", "--json", "--quiet"),
     )
     assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # --quiet: no progress lines
     payload = json.loads(result.stdout.strip().splitlines()[-1])
     assert payload["val_month"] is None
     assert payload["rmse"] is None
@@ -104,9 +123,12 @@ def test_local_files_replace_the_download(workspace: Path, synthetic_months: Pat
         *("train", "--color", "yellow", "--year", "2023", "--month", "1"),
         *("--train-path", str(synthetic_months / "yellow_tripdata_2023-01.parquet")),
         *("--val-path", str(synthetic_months / "yellow_tripdata_2023-02.parquet")),
-        *("--model", "linear", "--features", "separate", "--json"),
+        *("--model", "linear", "--features", "separate", "--json", "--verbose"),
     )
     assert result.returncode == 0, result.stderr
+    # -v: Prefect's own logs, and each progress line once (through Prefect's console handler).
+    assert "Finished in state Completed" in result.stderr
+    assert progress(result.stderr).count("train ended") == 1
     payload = json.loads(result.stdout.strip().splitlines()[-1])
     assert payload["color"] == "yellow"
     assert not (workspace / "data").exists()

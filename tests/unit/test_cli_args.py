@@ -202,8 +202,15 @@ def spy(name, *args, **kwargs):
         seen["policy"] = os.environ.get("OMP_WAIT_POLICY")
     return real_import(name, *args, **kwargs)
 builtins.__import__ = spy
-code = cli.main(["train", "--year", "2023", "--month", "13"])
-print(imported_with_cli, seen.get("policy"), code)
+def run_until_xgboost(spec):  # the flow, as far as the step that loads XGBoost
+    from taxi_duration import models
+    raise SystemExit(0)
+cli._configure_runtime = lambda verbose: None
+cli._run = run_until_xgboost
+try:
+    cli.main(["train", "--year", "2023", "--month", "1"])
+finally:
+    print(imported_with_cli, seen.get("policy"))
 """
 
 
@@ -215,4 +222,43 @@ def test_the_cli_sets_the_run_defaults_before_it_loads_xgboost(tmp_path: Path) -
         [sys.executable, "-c", _SPY_ON_XGBOOST], env=env, cwd=tmp_path, capture_output=True,
         text=True, timeout=120,
     )  # fmt: skip
-    assert result.stdout.split() == ["False", "PASSIVE", "2"], result.stderr
+    assert result.stdout.split() == ["False", "PASSIVE"], result.stderr
+
+
+# What the CLI needs only once a run starts: loading any of them takes seconds.
+HEAVY_LIBRARIES = ("pandas", "numpy", "pyarrow", "scipy", "sklearn", "xgboost", "prefect", "mlflow")
+_IMPORTED_AFTER = """
+import sys
+from taxi_duration import cli
+try:
+    cli.main(sys.argv[1:])
+except SystemExit:
+    pass
+print("imported:", *sorted({name.split(".")[0] for name in sys.modules}))
+"""
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["train", "--help"],
+        ["tune", "--help"],
+        ["backtest", "--help"],
+        ["stack", "--help"],
+        ["train", "--year", "2023", "--yaer", "1"],
+        ["train", "--year", "2023", "--month", "13"],
+        [*TRAIN, "--color", "blue"],
+        [*TRAIN, "--preset", "reference", "--model", "linear"],
+        ["backtest", "--from", "2023-02", "--to", "2023-01"],
+    ],
+)
+def test_help_and_argument_errors_load_no_heavy_library(argv: list[str], tmp_path: Path) -> None:
+    """So that they answer at once (issue #13: --help took 1.6 s, importing XGBoost)."""
+    result = subprocess.run(
+        [sys.executable, "-c", _IMPORTED_AFTER, *argv], cwd=tmp_path, capture_output=True,
+        text=True, timeout=120,
+    )  # fmt: skip
+    imported = set(result.stdout.splitlines()[-1].split()[1:])  # after the help, if any
+    assert "taxi_duration" in imported, result.stderr
+    assert imported.isdisjoint(HEAVY_LIBRARIES), imported & set(HEAVY_LIBRARIES)

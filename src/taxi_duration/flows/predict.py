@@ -14,8 +14,8 @@ from prefect.cache_policies import NO_CACHE
 
 from taxi_duration import predict as predict_step
 from taxi_duration import prepare, tracking
+from taxi_duration.flows.progress import timed
 from taxi_duration.flows.tasks import ingest_month
-from taxi_duration.flows.train import timed
 from taxi_duration.settings import Settings
 from taxi_duration.specs import PredictSpec
 
@@ -65,7 +65,7 @@ def predict(spec: PredictSpec) -> PredictSummary:
     """Predict the duration of every trip of a month; write ride id, zones, prediction."""
     settings = Settings()
     timings: dict[str, float] = {}
-    with timed(timings, "ingest"):
+    with timed(timings, "ingest", f"{spec.color} {spec.scored_month}"):
         path = spec.input_file or ingest_month(settings, spec.color, spec.scored_month)
         trips = prepare.read_trips_to_score(path, spec.color)
     with timed(timings, "score"):

@@ -70,6 +70,7 @@ def ingest_task(color: str, month: str, base_url: str, cache_dir: str, timeout: 
         base_url=base_url,
         cache_dir=Path(cache_dir),
         timeout_seconds=timeout,
+        progress=Settings().progress_bar,
     )
     get_run_logger().info("%s %s: %s (%d bytes)", color, month, path, path.stat().st_size)
     return path

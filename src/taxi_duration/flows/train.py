@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -14,6 +11,7 @@ from prefect.artifacts import create_markdown_artifact
 from taxi_duration import models, prepare, summary, tracking
 from taxi_duration.cache import PreparedCache
 from taxi_duration.cpus import threads_per_job
+from taxi_duration.flows.progress import timed
 from taxi_duration.flows.tasks import (
     evaluate_task,
     explain_task,
@@ -32,15 +30,6 @@ from taxi_duration.specs import TrainingSpec, TrainSpec
 STEPS = ("ingest", "prepare", "features", "train", "evaluate", "explain", "register", "promote")
 
 
-@contextmanager
-def timed(timings: dict[str, float], step: str) -> Iterator[None]:
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        timings[step] = round(timings.get(step, 0.0) + time.perf_counter() - start, 3)
-
-
 @dataclass(frozen=True)
 class PreparedMonths:
     """The prepared trips of a run's training month and of its validation month, if any,
@@ -56,7 +45,7 @@ def prepare_month_pair(
 ) -> tuple[PreparedMonths, models.FeatureData]:
     """ingest, prepare and make the features of the spec's training and validation months."""
     months = prepare_months(settings, spec, timings)
-    with timed(timings, "features"):
+    with timed(timings, "features", spec.config.features):
         data = features_task(spec.config, months.train, months.val)
     return months, data
 
@@ -66,7 +55,8 @@ def prepare_months(
 ) -> PreparedMonths:
     """ingest and prepare the spec's training and validation months (or its local files)."""
     val_month = spec.validation_month
-    with timed(timings, "ingest"):
+    chosen = f"{spec.color} " + ", ".join(str(m) for m in (spec.train_month, val_month) if m)
+    with timed(timings, "ingest", chosen):
         train_file = spec.train_file or ingest_month(
             settings, spec.color, spec.required_train_month()
         )
@@ -74,7 +64,7 @@ def prepare_months(
         if val_month is not None and val_file is None:
             val_file = ingest_month(settings, spec.color, val_month)
     cache = PreparedCache.of(settings)
-    with timed(timings, "prepare"):
+    with timed(timings, "prepare", chosen):
         train = prepare_task(train_file, spec.color, cache)
         val = None if val_file is None else prepare_task(val_file, spec.color, cache)
     train_month = spec.required_train_month()
@@ -114,7 +104,7 @@ def train_and_register(
     parent_run_id: str | None = None,
 ) -> summary.TrainSummary:
     """train, evaluate, register and promote ``config`` on a month pair's features."""
-    with timed(timings, "train"):
+    with timed(timings, "train", config.model):
         fit = train_task(config, data, threads_per_job(spec.threads or settings.threads))
         model = models.TripDurationModel(config, data.preprocessor, fit.estimator)
     with timed(timings, "evaluate"):
@@ -141,7 +131,7 @@ def train_and_register(
         registered = register_task(settings, model, record, spec.register_version)
     decision = None
     if registered.model_version is not None and not registered.reused:
-        with timed(timings, "promote"):
+        with timed(timings, "promote", f"version {registered.model_version}"):
             decision = promote_task(
                 settings, registered.model_version, months.val, spec.color, spec.min_improvement
             )

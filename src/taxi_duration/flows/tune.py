@@ -6,7 +6,8 @@ from prefect import flow, get_run_logger
 
 from taxi_duration import models, tracking
 from taxi_duration import tune as tune_step
-from taxi_duration.flows.train import prepare_month_pair, publish, timed, train_and_register
+from taxi_duration.flows.progress import timed
+from taxi_duration.flows.train import prepare_month_pair, publish, train_and_register
 from taxi_duration.settings import Settings
 from taxi_duration.specs import TuneSpec
 from taxi_duration.summary import TrainSummary
@@ -65,7 +66,7 @@ def tune(spec: TuneSpec) -> TrainSummary:
         f"tune-{spec.color}-{spec.train_month}",
         {"color": spec.color, "train_month": str(spec.train_month), "kind": "tune"},
     ) as parent_run_id:
-        with timed(timings, "tune"):
+        with timed(timings, "tune", f"{spec.trials} trials"):
             result = search(settings, spec, data, parent_run_id)
         tracking.log_parent_results(settings, parent_run_id, {"n_trials": result.n_trials}, {})
         # The trials' seed too, so that the final model is the best trial's model.

@@ -1,0 +1,41 @@
+"""What the CLI does once the arguments are checked, before and around the flow."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from prefect.server.api.server import SubprocessASGIServer
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from taxi_duration import cli
+from taxi_duration.specs import Spec, TrainSpec
+
+
+@pytest.mark.parametrize("api_url", [None, "http://127.0.0.1:9/api"])
+def test_the_temporary_server_starts_while_the_flow_loads(
+    api_url: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Prefect's temporary server took 7.5 s to start after 10 s of imports (issue #13): now
+    it starts first, in the background, and the flow runs once both are done. With a
+    configured server there is nothing to start."""
+    events: list[str] = []
+
+    def start(self: SubprocessASGIServer, timeout: int | None = None) -> None:
+        time.sleep(0.5)  # a while, as the real one
+        events.append("server started")
+
+    def flow_call(spec: Spec) -> Callable[[], dict[str, Any]]:
+        events.append("flow loaded")
+        return lambda: events.append("flow runs") or {}
+
+    monkeypatch.setattr(SubprocessASGIServer, "start", start)
+    monkeypatch.setattr(cli, "_flow_call", flow_call)
+    with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        cli._run(TrainSpec.parse(year=2023, month=1))
+    if api_url is None:
+        assert events == ["flow loaded", "server started", "flow runs"]
+    else:
+        assert events == ["flow loaded", "flow runs"]
