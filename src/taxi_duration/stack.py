@@ -26,7 +26,6 @@ clients' own settings (``PREFECT_API_AUTH_STRING``, ``MLFLOW_TRACKING_USERNAME``
 
 from __future__ import annotations
 
-import argparse
 import base64
 import contextlib
 import ipaddress
