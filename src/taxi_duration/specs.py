@@ -77,6 +77,7 @@ FeatureSetName = Annotated[
 PresetName = Annotated[str, AfterValidator(_one_of("preset", PRESETS)), _enum(PRESETS)]
 MonthNumber = Annotated[int, _in_range("month", 1, 12)]
 MinImprovement = Annotated[float, _in_range("min_improvement", 0, unit="(minutes of RMSE)")]
+Window = Annotated[int, _in_range("window", 1, 60, unit="months")]
 
 
 def check_month(color: str, month: Month, role: str) -> None:
@@ -126,6 +127,9 @@ class TrainingSpec(Spec):
     )
     val_year: int | None = Field(None, description="the validation month (default: the next)")
     val_month: MonthNumber | None = Field(None, description="1-12")
+    window: Window = Field(
+        1, description="train on the N consecutive months ending at the training month"
+    )
     train_path: str | None = Field(None, description="local parquet file instead of downloading")
     val_path: str | None = Field(None, description="local parquet file for the validation month")
     register_version: bool = Field(
@@ -157,6 +161,13 @@ class TrainingSpec(Spec):
         if self.train_month is None:
             raise InvalidInputError("the training month is required: give year and month")
         return self.train_month
+
+    def training_months(self) -> list[Month]:
+        """The ``window`` consecutive months ending at the training month, oldest first."""
+        months = [self.required_train_month()]
+        while len(months) < self.window:
+            months.insert(0, months[0].previous())
+        return months
 
     @property
     def validation_month(self) -> Month | None:
@@ -194,11 +205,34 @@ class TrainingSpec(Spec):
                 "--no-validation (validation false) conflicts with a validation month or file"
             )
         check_month(self.color, self.train_month, "training")
+        self._check_window()
         if self.validation_month is not None:
             check_month(self.color, self.validation_month, "validation")
         _local_file(self.train_path, "train")
         _local_file(self.val_path, "validation")
         return self
+
+    def _check_window(self) -> None:
+        months = self.training_months()
+        first = ingest.FIRST_PUBLISHED_MONTH[self.color]
+        if months[0] < first:
+            last = months[-1]
+            widest = (last.year - first.year) * 12 + last.month - first.month + 1
+            raise InvalidInputError(
+                f"window {self.window} reaches back to {months[0]}, before the first published "
+                f"{self.color} month {first}: allowed 1-{widest} for training month {last}"
+            )
+        if self.train_path is not None and self.window > 1:
+            raise InvalidInputError(
+                f"window {self.window} needs {self.window} months; --train-path gives one: "
+                "give --window 1 or leave out --train-path"
+            )
+        validation = self.validation_month
+        if validation is not None and validation in months:
+            raise InvalidInputError(
+                f"validation month {validation} is inside the training window "
+                f"{months[0]}..{months[-1]}: validate on a month outside it"
+            )
 
     def with_months(self, train: Month, val: Month | None) -> Self:
         """The same spec for chosen months (a scheduled run), checked again."""
