@@ -263,7 +263,7 @@ def fit_estimator(
     return train_booster(config.booster_params(), dtrain, dval)
 
 
-def _holdout_split(n_rows: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def holdout_split(n_rows: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Sorted indices of the rows to fit on and of the rows held out (a seeded random slice)."""
     if not 0 < fraction < 1:
         raise InvalidInputError(f"holdout fraction {fraction} is not between 0 and 1")
@@ -289,27 +289,41 @@ def train_booster(
         params["nthread"] = nthread
     evals = [(dval, "validation")] if dval is not None else []
     if booster_params.holdout_fraction is not None:
-        fit_rows, held_rows = _holdout_split(
+        fit_rows, held_rows = holdout_split(
             dtrain.num_row(), booster_params.holdout_fraction, int(params.get("seed", 0))
         )
         evals.append((dtrain.slice(held_rows), "holdout"))
         dtrain = dtrain.slice(fit_rows)
-    rounds = booster_params.num_boost_round
-    if not evals and booster_params.rounds_without_validation is not None:
-        rounds = booster_params.rounds_without_validation
     evals_result: dict[str, dict[str, list[float]]] = {}
     booster = xgb.train(
         params,
         dtrain,
-        num_boost_round=rounds,
+        num_boost_round=boosting_rounds(booster_params, bool(evals)),
         evals=evals,
         early_stopping_rounds=booster_params.early_stopping_rounds if evals else None,
         evals_result=evals_result,
         verbose_eval=False,
         callbacks=list(callbacks),
     )
+    return boosted(booster_params, booster, evals_result, bool(evals))
+
+
+def boosting_rounds(booster_params: XGBoostParams, evaluated: bool) -> int:
+    """How many rounds to boost, with evals to stop early on or (``evaluated`` false) none."""
+    if not evaluated and booster_params.rounds_without_validation is not None:
+        return booster_params.rounds_without_validation
+    return booster_params.num_boost_round
+
+
+def boosted(
+    booster_params: XGBoostParams,
+    booster: xgb.Booster,
+    evals_result: dict[str, dict[str, list[float]]],
+    evaluated: bool,
+) -> FitResult:
+    """A trained booster (cut at its best round if so configured) and its curves."""
     best_iteration = None
-    if evals:
+    if evaluated:
         best_iteration = booster.best_iteration
         if booster_params.keep_best_iteration:
             booster = booster[: best_iteration + 1]

@@ -126,16 +126,22 @@ def read_trips(path: Path, color: str) -> pa.Table:
     columns the file has follow.
     """
     _check_schema(path, color)
-    pickup, dropoff = timestamp_columns(color)
-    optional = request_columns_in(path)
+    columns = trip_columns(path, color)
     # pq.read_table's own reader (the dataset scanner), on an allocator that gives back what
     # it frees: arrow's default one keeps a month's parquet decoding buffers (~250 MB).
-    table = ds.dataset(path, format="parquet").to_table(
-        columns=[pickup, dropoff, *ZONE_COLUMNS, "trip_distance", *optional], memory_pool=_POOL
-    )
-    return table.rename_columns(
-        ["pickup_datetime", "dropoff_datetime", *ZONE_COLUMNS, "trip_distance", *optional]
-    )
+    table = ds.dataset(path, format="parquet").to_table(columns=list(columns), memory_pool=_POOL)
+    return table.rename_columns(list(columns.values()))
+
+
+def trip_columns(path: Path, color: str) -> dict[str, str]:
+    """The columns ``read_trips`` reads from a file, each with its prepared name."""
+    pickup, dropoff = timestamp_columns(color)
+    optional = request_columns_in(path)
+    return {
+        pickup: "pickup_datetime",
+        dropoff: "dropoff_datetime",
+        **{name: name for name in (*ZONE_COLUMNS, "trip_distance", *optional)},
+    }
 
 
 def duration_minutes(table: pa.Table) -> np.ndarray:
@@ -209,6 +215,17 @@ def prepare_trips(path: Path, color: str) -> PreparedTrips:
     """
     table = read_trips(path, color)
     rows_loaded = table.num_rows
+    frame = kept_trips(table)
+    if frame.empty:
+        raise DataError(
+            f"{path.name}: no trips kept: none of {rows_loaded} rows lasts "
+            f"{MIN_DURATION_MINUTES:g} to {MAX_DURATION_MINUTES:g} minutes"
+        )
+    return PreparedTrips(frame=frame, rows_loaded=rows_loaded)
+
+
+def kept_trips(table: pa.Table) -> pd.DataFrame:
+    """The trips of 1 to 60 minutes of ``read_trips``' table (or a part of it), prepared."""
     duration = duration_minutes(table)
     keep = (duration >= MIN_DURATION_MINUTES) & (duration <= MAX_DURATION_MINUTES)
     duration = duration[keep]
@@ -241,13 +258,7 @@ def prepare_trips(path: Path, color: str) -> PreparedTrips:
         kept = pc.filter(narrow, mask, memory_pool=_POOL)
         del narrow
         columns[name] = _writable(kept.to_numpy(zero_copy_only=False))
-    frame = pd.DataFrame(columns, copy=False)  # the arrays are new: no need to copy them
-    if frame.empty:
-        raise DataError(
-            f"{path.name}: no trips kept: none of {rows_loaded} rows lasts "
-            f"{MIN_DURATION_MINUTES:g} to {MAX_DURATION_MINUTES:g} minutes"
-        )
-    return PreparedTrips(frame=frame, rows_loaded=rows_loaded)
+    return pd.DataFrame(columns, copy=False)  # the arrays are new: no need to copy them
 
 
 RAW_PICKUP_COLUMNS = tuple(f"{prefix}_pickup_datetime" for prefix in _TIMESTAMP_PREFIX.values())
