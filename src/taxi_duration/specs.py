@@ -112,6 +112,29 @@ class Spec(BaseModel):
             ) from None
 
 
+class DaskOptions(Spec):
+    """Where a command runs on Dask: a local cluster of ``workers``, or an existing one."""
+
+    workers: Annotated[int, _in_range("workers", 1, 256)] | None = Field(
+        None,
+        description="worker processes of a local Dask cluster "
+        "(backtest default 2; train default: none, in one process)",
+    )
+    dask_address: str | None = Field(
+        None, description="an existing Dask scheduler, e.g. tcp://127.0.0.1:8786"
+    )
+
+    @property
+    def on_dask(self) -> bool:
+        return self.workers is not None or self.dask_address is not None
+
+    @model_validator(mode="after")
+    def _check_one_cluster(self) -> Self:
+        if self.workers is not None and self.dask_address is not None:
+            raise InvalidInputError("give --workers or --dask-address, not both")
+        return self
+
+
 _MONTH_HELP = "the training month (a scheduled run without it takes the months from its date)"
 
 
@@ -243,8 +266,8 @@ class TrainingSpec(Spec):
         return self.parse(**values)
 
 
-class TrainSpec(TrainingSpec):
-    """``taxi-duration train`` and the ``train`` flow."""
+class TrainSpec(TrainingSpec, DaskOptions):
+    """``taxi-duration train`` and the ``train`` flow; on Dask with a cluster given."""
 
     validation: bool = Field(
         True, description="off (--no-validation): train on one month only, validate on none"
@@ -262,7 +285,12 @@ class TrainSpec(TrainingSpec):
 
     @model_validator(mode="after")
     def _check_model(self) -> Self:
-        self.config  # noqa: B018 (a preset that conflicts with --model or --features raises)
+        config = self.config  # a preset that conflicts with --model or --features raises
+        if self.on_dask and not config.uses_native_categorical:
+            raise InvalidInputError(
+                f"--model {config.model} --features {config.features} does not train on Dask: "
+                "distributed training takes the default model (XGBoost, default features)"
+            )
         return self
 
 
@@ -324,7 +352,7 @@ class PromoteSpec(Spec):
     )
 
 
-class BacktestSpec(Spec):
+class BacktestSpec(DaskOptions):
     """``taxi-duration backtest`` and the ``backtest`` flow."""
 
     color: Color = Field("green", description="taxi type")
@@ -338,12 +366,6 @@ class BacktestSpec(Spec):
     model: ModelKind | None = Field(None, description="default: xgboost")
     features: FeatureSetName | None = Field(None, description="default: default")
     preset: PresetName | None = Field(None, description="reference: the course's XGBoost, exactly")
-    workers: Annotated[int, _in_range("workers", 1, 256)] | None = Field(
-        None, description="worker processes of the local Dask cluster (default 2)"
-    )
-    dask_address: str | None = Field(
-        None, description="an existing Dask scheduler, e.g. tcp://127.0.0.1:8786"
-    )
 
     @property
     def first_month(self) -> Month:
@@ -369,7 +391,5 @@ class BacktestSpec(Spec):
             )
         check_month(self.color, first, "first")
         check_month(self.color, last, "last")
-        if self.workers is not None and self.dask_address is not None:
-            raise InvalidInputError("give --workers or --dask-address, not both")
         self.config  # noqa: B018 (a preset that conflicts with --model or --features raises)
         return self

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 
 from taxi_duration import __version__
 from taxi_duration.models import FitResult, TrainingConfig
 from taxi_duration.months import Month
-from taxi_duration.prepare import PreparedTrips, raw_example
+from taxi_duration.prepare import raw_example
 from taxi_duration.promote import PromotionDecision
 
 if TYPE_CHECKING:
@@ -58,11 +58,22 @@ class RunRecord:
         )
 
 
+class Trips(Protocol):
+    """What a record needs of a month's trips: counts, and rows for the input example."""
+
+    @property
+    def frame(self) -> pd.DataFrame: ...
+    @property
+    def rows_loaded(self) -> int: ...
+    @property
+    def rows_kept(self) -> int: ...
+
+
 def run_record(
     config: TrainingConfig,
     color: str,
     months: tuple[Month, Month | None],
-    trips: tuple[PreparedTrips, PreparedTrips | None],
+    trips: tuple[Trips, Trips | None],
     fit: FitResult,
     metrics: dict[str, float],
     n_features: int,

@@ -8,10 +8,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import pyarrow.parquet as pq
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from taxi_duration import models, prepare, summary, tracking
+from taxi_duration import distributed, models, prepare, promote, summary, tracking
 from taxi_duration.flows.tasks import (
     evaluate_task,
     explain_task,
@@ -20,6 +21,7 @@ from taxi_duration.flows.tasks import (
     prepare_task,
     promote_task,
     register_task,
+    train_on_dask_task,
     train_task,
 )
 from taxi_duration.ingest import tlc_url
@@ -77,12 +79,26 @@ def prepare_months(
     train_month = spec.required_train_month()
     datasets = [
         _month_data(
-            settings, spec.color, "training", train_month, train_file, train, spec.train_file
+            settings,
+            spec.color,
+            "training",
+            train_month,
+            train_file,
+            train.rows_loaded,
+            spec.train_file,
         )
     ]
     if val is not None and val_file is not None and val_month is not None:
         datasets.append(
-            _month_data(settings, spec.color, "validation", val_month, val_file, val, spec.val_file)
+            _month_data(
+                settings,
+                spec.color,
+                "validation",
+                val_month,
+                val_file,
+                val.rows_loaded,
+                spec.val_file,
+            )
         )
     return PreparedMonths(train, val, tuple(datasets))
 
@@ -93,12 +109,17 @@ def _month_data(
     context: str,
     month: Month,
     path: Path,
-    trips: prepare.PreparedTrips,
+    rows: int,
     given: Path | None,
 ) -> summary.MonthData:
     """A month's lineage: the local file given, else the URL it was downloaded from."""
     source = str(given.resolve()) if given is not None else tlc_url(settings.data_url, color, month)
-    return summary.MonthData(context, path.stem, source, path, trips.rows_loaded)
+    return summary.MonthData(context, path.stem, source, path, rows)
+
+
+def _rows(path: Path) -> int:
+    """A file's rows, from its parquet footer (the file itself is read elsewhere)."""
+    return int(pq.read_metadata(path).num_rows)
 
 
 def train_and_register(
@@ -211,7 +232,74 @@ def train(spec: TrainSpec = _ANY_MONTHS) -> summary.TrainSummary:
     spec = with_scheduled_months(spec)
     settings = Settings()
     timings: dict[str, float] = {}
-    months, data = prepare_month_pair(settings, spec, timings)
-    result = train_and_register(settings, spec, spec.config, months, data, timings)
+    if spec.on_dask:
+        result = train_on_dask(settings, spec, timings)
+    else:
+        months, data = prepare_month_pair(settings, spec, timings)
+        result = train_and_register(settings, spec, spec.config, months, data, timings)
     publish(settings, result, "train")
     return result
+
+
+# A distributed run registers a challenger: comparing with the champion would score the
+# validation month through both versions in this process.
+_NOT_COMPARED = (
+    "not compared with the champion: a distributed run registers a challenger "
+    "(make it the champion with `taxi-duration promote --version N`)"
+)
+
+
+def train_on_dask(
+    settings: Settings, spec: TrainSpec, timings: dict[str, float]
+) -> summary.TrainSummary:
+    """The window's months read, prepared and trained on by the spec's Dask cluster; the
+    model registered as a local run's is. The cluster is reached before any download."""
+    train_month, val_month = spec.required_train_month(), spec.validation_month
+    with distributed.dask_client(spec.dask_address, spec.workers) as client:
+        with timed(timings, "ingest"):
+            train_files = (
+                [spec.train_file]
+                if spec.train_file is not None
+                else [ingest_month(settings, spec.color, m) for m in spec.training_months()]
+            )
+            val_file = spec.val_file
+            if val_month is not None and val_file is None:
+                val_file = ingest_month(settings, spec.color, val_month)
+        run = train_on_dask_task(client, spec.config, spec.color, train_files, val_file)
+    timings.update(run.timings)
+    record = summary.run_record(
+        spec.config,
+        spec.color,
+        (train_month, val_month),
+        (run.train, run.val),
+        run.fit,
+        run.metrics,
+        run.n_features,
+    )
+    datasets = [
+        _month_data(settings, spec.color, "training", month, path, _rows(path), spec.train_file)
+        for month, path in zip(spec.training_months(), train_files, strict=False)
+    ]
+    if val_month is not None and val_file is not None:
+        datasets.append(
+            _month_data(
+                settings,
+                spec.color,
+                "validation",
+                val_month,
+                val_file,
+                _rows(val_file),
+                spec.val_file,
+            )
+        )
+    record = replace(record, datasets=tuple(datasets), tags={**record.tags, **_prefect_tags()})
+    with timed(timings, "register"):
+        registered = register_task(settings, run.model, record, spec.register_version)
+    decision = None
+    if registered.model_version is not None:
+        decision = promote.PromotionDecision(
+            False, _NOT_COMPARED, run.metrics.get("rmse"), None, None
+        )
+    return summary.TrainSummary.of_run(
+        record, run.model, run.fit, registered, decision, settings.tracking_uri, timings
+    )
