@@ -4,12 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from uuid import UUID
 
@@ -107,70 +101,6 @@ def test_the_flow_raises_with_every_pair_result(
     (result,) = raised.value.summary.results
     assert result.error is not None
     assert "green 2023-04 is not published" in result.error
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def dask_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The folder of the cluster's logs: ``scheduler.log``, ``worker.log``."""
-    return tmp_path_factory.mktemp("dask")
-
-
-@pytest.fixture
-def dask_cluster(dask_logs: Path) -> Iterator[str]:
-    """A separately started ``dask scheduler`` and one ``dask worker`` (real processes)."""
-    port = _free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    logs = dask_logs
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    commands = [
-        [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
-         "--port", str(port), "--dashboard-address", ":0", "--no-show"],
-        [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nworkers", "1",
-         "--nthreads", "1", "--no-dashboard", "--local-directory", str(logs)],
-    ]  # fmt: skip
-    processes: list[subprocess.Popen[bytes]] = []
-    try:
-        for name, command in zip(("scheduler", "worker"), commands, strict=True):
-            with open(logs / f"{name}.log", "wb") as log:
-                processes.append(
-                    subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-                )
-            if name == "scheduler":
-                _wait_for_port(port)
-        _wait_for_workers(address, 1)
-        yield address
-    finally:
-        for process in reversed(processes):
-            process.terminate()
-        for process in reversed(processes):
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def _wait_for_port(port: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    raise TimeoutError(f"dask scheduler did not listen on {port}")
-
-
-def _wait_for_workers(address: str, count: int) -> None:
-    from distributed import Client
-
-    with Client(address, timeout=60) as client:
-        client.wait_for_workers(count, timeout=60)
 
 
 def test_default_xgboost_on_an_existing_dask_cluster_matches_train(
