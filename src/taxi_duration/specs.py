@@ -266,7 +266,7 @@ class TrainingSpec(Spec):
         return self.parse(**values)
 
 
-class TrainSpec(TrainingSpec, DaskOptions):
+class TrainSpec(DaskOptions, TrainingSpec):
     """``taxi-duration train`` and the ``train`` flow; on Dask with a cluster given."""
 
     validation: bool = Field(

@@ -152,6 +152,26 @@ def test_invalid_backtest_specs(kwargs: dict[str, object], named: str) -> None:
         BacktestSpec.parse(**{"start": "2023-01", "end": "2023-03", **kwargs})
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"workers": 0}, "workers 0 is out of range"),
+        ({"workers": 2, "dask_address": "tcp://127.0.0.1:1"}, "not both"),
+        ({"workers": 2, "model": "linear"}, "--model linear --features default does not train on"),
+        ({"dask_address": "tcp://h:1", "preset": "reference"}, "--features pu_do does not train"),
+    ],
+)
+def test_invalid_distributed_train_specs(kwargs: dict[str, object], named: str) -> None:
+    with pytest.raises(InvalidInputError, match=named):
+        TrainSpec.parse(**{"year": 2023, "month": 1, **kwargs})
+
+
+def test_a_train_spec_is_on_dask_with_a_cluster_given() -> None:
+    assert not TrainSpec.parse(year=2023, month=1).on_dask
+    assert TrainSpec.parse(year=2023, month=1, workers=2).on_dask
+    assert TrainSpec.parse(year=2023, month=1, dask_address="tcp://127.0.0.1:8786").on_dask
+
+
 @pytest.mark.parametrize(("option", "role"), [("train_path", "train"), ("val_path", "validation")])
 def test_missing_local_file(option: str, role: str, tmp_path: Path) -> None:
     missing = tmp_path / "missing.parquet"
