@@ -1,10 +1,12 @@
 """Prepare: trips with their duration in minutes, kept when 1 <= duration <= 60.
 
 Reads only the columns the model needs, computes the duration vectorized, and gives the
-zones a categorical type. Green and yellow files differ only in the prefix of their
-timestamp columns (``lpep_`` and ``tpep_``); both become ``pickup_datetime`` and
-``dropoff_datetime``. The request-time fields (vendor, trip type, passenger count) are
-carried as float32 where a month has them, NaN where it does not.
+zones a categorical type. The colors name the same things differently (``LAYOUTS``): green
+and yellow prefix their timestamps (``lpep_``, ``tpep_``), high-volume for-hire trips
+(``fhvhv``) do not and record their distance as ``trip_miles``; all become
+``pickup_datetime``, ``dropoff_datetime`` and ``trip_distance``. The request-time fields
+(vendor, trip type, passenger count) are carried as float32 where a month has them, NaN
+where it does not (fhvhv has none of them).
 """
 
 from __future__ import annotations
@@ -24,7 +26,22 @@ from taxi_duration.errors import DataError, InvalidInputError
 MIN_DURATION_MINUTES = 1.0
 MAX_DURATION_MINUTES = 60.0
 ZONE_COLUMNS = ("PULocationID", "DOLocationID")
-_TIMESTAMP_PREFIX = {"green": "lpep", "yellow": "tpep"}
+
+
+@dataclass(frozen=True)
+class TlcLayout:
+    """Where a color's files keep the pickup and dropoff times and the distance."""
+
+    pickup: str
+    dropoff: str
+    distance: str
+
+
+LAYOUTS = {
+    "green": TlcLayout("lpep_pickup_datetime", "lpep_dropoff_datetime", "trip_distance"),
+    "yellow": TlcLayout("tpep_pickup_datetime", "tpep_dropoff_datetime", "trip_distance"),
+    "fhvhv": TlcLayout("pickup_datetime", "dropoff_datetime", "trip_miles"),
+}
 # Fields known when the trip is requested, under the same names in green and yellow files.
 # Nothing known only after the trip (fares, tips, totals, RatecodeID, store_and_fwd_flag).
 # Optional: a month without one (yellow has no trip_type) gets NaN, which carries signal.
@@ -50,6 +67,26 @@ IGNORED_TLC_COLUMNS = (
     "airport_fee",
     "Airport_fee",
     "cbd_congestion_fee",
+    # High-volume for-hire trips: the company and bases, request and arrival times, and
+    # what is known after the trip (its time in seconds, fares, pay, shared or not).
+    "dropoff_datetime",
+    "hvfhs_license_num",
+    "dispatching_base_num",
+    "originating_base_num",
+    "request_datetime",
+    "on_scene_datetime",
+    "trip_time",
+    "base_passenger_fare",
+    "tolls",
+    "bcf",
+    "sales_tax",
+    "tips",
+    "driver_pay",
+    "shared_request_flag",
+    "shared_match_flag",
+    "access_a_ride_flag",
+    "wav_request_flag",
+    "wav_match_flag",
 )
 
 
@@ -65,14 +102,19 @@ class PreparedTrips:
         return len(self.frame)
 
 
+def layout(color: str) -> TlcLayout:
+    """A color's column names."""
+    try:
+        return LAYOUTS[color]
+    except KeyError:
+        allowed = ", ".join(LAYOUTS)
+        raise InvalidInputError(f"color {color!r} is unknown: allowed are {allowed}") from None
+
+
 def timestamp_columns(color: str) -> tuple[str, str]:
     """The pickup and dropoff column names of a color's files."""
-    try:
-        prefix = _TIMESTAMP_PREFIX[color]
-    except KeyError:
-        allowed = ", ".join(_TIMESTAMP_PREFIX)
-        raise InvalidInputError(f"color {color!r} is unknown: allowed are {allowed}") from None
-    return f"{prefix}_pickup_datetime", f"{prefix}_dropoff_datetime"
+    names = layout(color)
+    return names.pickup, names.dropoff
 
 
 def _check_schema(path: Path, color: str, needs_dropoff: bool = True) -> None:
@@ -81,13 +123,13 @@ def _check_schema(path: Path, color: str, needs_dropoff: bool = True) -> None:
         schema = pq.read_schema(path)
     except Exception as error:
         raise DataError(f"{path} is not a readable parquet file: {error}") from error
-    pickup, dropoff = timestamp_columns(color)
+    names = layout(color)
     expected: dict[str, tuple[str, object]] = {
-        pickup: ("a timestamp", pa.types.is_timestamp),
-        **({dropoff: ("a timestamp", pa.types.is_timestamp)} if needs_dropoff else {}),
+        names.pickup: ("a timestamp", pa.types.is_timestamp),
+        **({names.dropoff: ("a timestamp", pa.types.is_timestamp)} if needs_dropoff else {}),
         "PULocationID": ("an integer", _is_whole_number),
         "DOLocationID": ("an integer", _is_whole_number),
-        "trip_distance": ("a number", _is_number),
+        names.distance: ("a number", _is_number),
     }
     for column, (kind, is_kind) in expected.items():
         if column not in schema.names:
@@ -120,18 +162,19 @@ def request_columns_in(path: Path) -> list[str]:
 
 
 def read_trips(path: Path, color: str) -> pa.Table:
-    """The needed columns of a TLC file, timestamps renamed to pickup/dropoff_datetime.
+    """The needed columns of a TLC file, renamed to pickup/dropoff_datetime, trip_distance.
 
     The five core columns come first, in the order they always had; the request-time
     columns the file has follow.
     """
     _check_schema(path, color)
-    pickup, dropoff = timestamp_columns(color)
+    names = layout(color)
     optional = request_columns_in(path)
     # pq.read_table's own reader (the dataset scanner), on an allocator that gives back what
     # it frees: arrow's default one keeps a month's parquet decoding buffers (~250 MB).
     table = ds.dataset(path, format="parquet").to_table(
-        columns=[pickup, dropoff, *ZONE_COLUMNS, "trip_distance", *optional], memory_pool=_POOL
+        columns=[names.pickup, names.dropoff, *ZONE_COLUMNS, names.distance, *optional],
+        memory_pool=_POOL,
     )
     return table.rename_columns(
         ["pickup_datetime", "dropoff_datetime", *ZONE_COLUMNS, "trip_distance", *optional]
@@ -250,24 +293,28 @@ def prepare_trips(path: Path, color: str) -> PreparedTrips:
     return PreparedTrips(frame=frame, rows_loaded=rows_loaded)
 
 
-RAW_PICKUP_COLUMNS = tuple(f"{prefix}_pickup_datetime" for prefix in _TIMESTAMP_PREFIX.values())
+RAW_PICKUP_COLUMNS = tuple(dict.fromkeys(names.pickup for names in LAYOUTS.values()))
+RAW_DISTANCE_COLUMNS = tuple(dict.fromkeys(names.distance for names in LAYOUTS.values()))
 
 
 def normalize_raw_trips(raw: pd.DataFrame) -> pd.DataFrame:
-    """Raw TLC rows (green or yellow, as published) in the prepared column layout.
+    """Raw TLC rows (any color, as published) in the prepared column layout.
 
     Used at prediction time, when the dropoff is not known: no duration filter. A pickup
     time given as text (e.g. from JSON) is parsed; one that can't be parsed is missing.
     The request-time columns are optional: absent or not a number, they are missing (NaN).
     """
     rename = {}
-    for prefix in _TIMESTAMP_PREFIX.values():
-        rename[f"{prefix}_pickup_datetime"] = "pickup_datetime"
-        rename[f"{prefix}_dropoff_datetime"] = "dropoff_datetime"
+    for names in LAYOUTS.values():
+        rename[names.pickup] = "pickup_datetime"
+        rename[names.dropoff] = "dropoff_datetime"
+        rename[names.distance] = "trip_distance"
     frame = raw.rename(columns=rename)
-    missing = [c for c in (*ZONE_COLUMNS, "trip_distance") if c not in frame]
+    missing = [c for c in ZONE_COLUMNS if c not in frame]
     if "pickup_datetime" not in frame:
         missing.insert(0, " or ".join(RAW_PICKUP_COLUMNS))
+    if "trip_distance" not in frame:
+        missing.append(" or ".join(RAW_DISTANCE_COLUMNS))
     if missing:
         raise DataError(f"input rows lack column(s) {', '.join(missing)}")
     if not pd.api.types.is_datetime64_any_dtype(frame["pickup_datetime"]):
@@ -288,24 +335,24 @@ def normalize_raw_trips(raw: pd.DataFrame) -> pd.DataFrame:
 def read_trips_to_score(path: Path, color: str) -> pd.DataFrame:
     """Every trip of a TLC file (no duration filter), in the raw layout a model is served with."""
     _check_schema(path, color, needs_dropoff=False)
-    pickup, _ = timestamp_columns(color)
+    names = layout(color)
     optional = request_columns_in(path)
-    table = pq.read_table(path, columns=[pickup, *ZONE_COLUMNS, "trip_distance", *optional])
+    table = pq.read_table(path, columns=[names.pickup, *ZONE_COLUMNS, names.distance, *optional])
     trips: pd.DataFrame = table.to_pandas()
     return trips
 
 
 def raw_example(frame: pd.DataFrame, color: str, rows: int | None = 5) -> pd.DataFrame:
     """Prepared trips (the first ``rows``, or all) in the raw TLC layout a model is served with."""
-    pickup, _ = timestamp_columns(color)
+    names = layout(color)
     head = frame if rows is None else frame.head(rows)
     return pd.DataFrame(
         {
-            pickup: head["pickup_datetime"].to_numpy(),
+            names.pickup: head["pickup_datetime"].to_numpy(),
             # Integers as published; floats (NaN for missing) where a zone is missing.
             "PULocationID": _zone_ids(head["PULocationID"]),
             "DOLocationID": _zone_ids(head["DOLocationID"]),
-            "trip_distance": head["trip_distance"].to_numpy(),
+            names.distance: head["trip_distance"].to_numpy(),
             # Request-time fields as numbers, NaN where the month lacks them.
             **{
                 name: head[name].to_numpy(dtype=np.float64)
