@@ -11,6 +11,7 @@ where it does not (fhvhv has none of them).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -291,6 +292,28 @@ def prepare_trips(path: Path, color: str) -> PreparedTrips:
             f"{MIN_DURATION_MINUTES:g} to {MAX_DURATION_MINUTES:g} minutes"
         )
     return PreparedTrips(frame=frame, rows_loaded=rows_loaded)
+
+
+def join_months(months: Sequence[PreparedTrips]) -> PreparedTrips:
+    """Consecutive prepared months as one (a training window), in the order given.
+
+    The zones stay categorical, over the union of the months' zones (concatenating
+    categoricals with different categories would give Python objects).
+    """
+    if len(months) == 1:
+        return months[0]
+    frames = [month.frame for month in months]
+    zones = {
+        name: pd.CategoricalDtype(
+            pd.Index(
+                sorted(set().union(*(frame[name].cat.categories for frame in frames))),
+                dtype="int32",
+            )
+        )
+        for name in ZONE_COLUMNS
+    }
+    frame = pd.concat([frame.astype(zones) for frame in frames], ignore_index=True)
+    return PreparedTrips(frame=frame, rows_loaded=sum(month.rows_loaded for month in months))
 
 
 RAW_PICKUP_COLUMNS = tuple(dict.fromkeys(names.pickup for names in LAYOUTS.values()))

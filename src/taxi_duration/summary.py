@@ -3,6 +3,7 @@ given as JSON and shown as a Prefect artifact."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,14 +62,17 @@ class RunRecord:
 def run_record(
     config: TrainingConfig,
     color: str,
-    months: tuple[Month, Month | None],
+    months: tuple[Sequence[Month], Month | None],
     trips: tuple[PreparedTrips, PreparedTrips | None],
     fit: FitResult,
     metrics: dict[str, float],
     n_features: int,
 ) -> RunRecord:
-    """The record of a run that trained ``config`` on ``trips`` of ``months`` (train, val)."""
-    train_month, val_month = str(months[0]), str(months[1] or "none")
+    """The record of a run that trained ``config`` on ``trips`` of ``months`` (the training
+    window, oldest first, and the validation month)."""
+    window, val_month = months[0], str(months[1] or "none")
+    train_month = str(window[-1])
+    trained_on = train_month if len(window) == 1 else f"{window[0]}..{train_month}"
     train, val = trips
     counts = {"rows_loaded": train.rows_loaded, "rows_kept": train.rows_kept}
     if val is not None:
@@ -76,9 +80,14 @@ def run_record(
     logged = {**metrics, **{key: float(value) for key, value in counts.items()}}
     if fit.best_iteration is not None:
         logged["best_iteration"] = fit.best_iteration
-    tags = {"color": color, "train_month": train_month, "val_month": val_month}
+    tags = {
+        "color": color,
+        "train_month": train_month,
+        "window": str(len(window)),
+        "val_month": val_month,
+    }
     return RunRecord(
-        run_name=f"{config.preset or config.model}-{config.features}-{color}-{train_month}",
+        run_name=f"{config.preset or config.model}-{config.features}-{color}-{trained_on}",
         params={**config.params(), **tags, "n_features": n_features},
         metrics=logged,
         tags={**tags, "taxi_duration_version": __version__},

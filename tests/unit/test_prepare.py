@@ -15,6 +15,7 @@ from taxi_duration.errors import DataError, InvalidInputError
 from taxi_duration.months import Month
 from taxi_duration.prepare import (
     REQUEST_COLUMNS,
+    join_months,
     layout,
     normalize_raw_trips,
     prepare_trips,
@@ -47,6 +48,7 @@ def _columns(color: str, seconds: list[float], **overrides: pa.Array) -> dict[st
 
 
 def _write(tmp_path: Path, color: str, columns: dict[str, pa.Array]) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / f"{color}_tripdata_2023-01.parquet"
     pq.write_table(pa.table(columns), path)
     return path
@@ -171,6 +173,28 @@ def test_generated_month_matches_pandas_reference(color: str, tmp_path: Path) ->
         frame["pickup_datetime"].to_numpy(dtype="datetime64[us]"),
         expected[names.pickup].to_numpy(dtype="datetime64[us]"),
     )
+
+
+def test_a_window_joins_its_months_in_order_with_the_union_of_their_zones(
+    tmp_path: Path,
+) -> None:
+    first = _columns("green", [600.0] * 3, PULocationID=pa.array([5, 7, 5], pa.int64()))
+    second = _columns("green", [120.0] * 2, PULocationID=pa.array([9, None], pa.int64()))
+    months = [
+        prepare_trips(_write(tmp_path / name, "green", columns), "green")
+        for name, columns in (("a", first), ("b", second))
+    ]
+    joined = join_months(months)
+    assert joined.rows_loaded == 5
+    assert list(joined.frame.columns) == list(months[0].frame.columns)
+    assert joined.frame.index.tolist() == [0, 1, 2, 3, 4]
+    zones = joined.frame["PULocationID"]
+    assert isinstance(zones.dtype, pd.CategoricalDtype)  # not Python objects
+    assert list(zones.cat.categories) == [5, 7, 9]
+    assert zones.tolist()[:4] == [5, 7, 5, 9]
+    assert zones.isna().tolist() == [False, False, False, False, True]
+    np.testing.assert_array_equal(joined.frame["duration"], [10.0] * 3 + [2.0] * 2)
+    assert join_months(months[:1]) is months[0]
 
 
 def test_missing_timestamps_are_dropped(tmp_path: Path) -> None:

@@ -41,8 +41,8 @@ def timed(timings: dict[str, float], step: str) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class PreparedMonths:
-    """The prepared trips of a run's training month and of its validation month, if any,
-    and where each came from."""
+    """The prepared trips of a run's training window (its months as one) and of its
+    validation month, if any, and where each month came from."""
 
     train: prepare.PreparedTrips
     val: prepare.PreparedTrips | None
@@ -52,7 +52,8 @@ class PreparedMonths:
 def prepare_month_pair(
     settings: Settings, spec: TrainingSpec, timings: dict[str, float]
 ) -> tuple[PreparedMonths, models.FeatureData]:
-    """ingest, prepare and make the features of the spec's training and validation months."""
+    """ingest, prepare and make the features of the spec's training window and validation
+    month."""
     months = prepare_months(settings, spec, timings)
     with timed(timings, "features"):
         data = features_task(spec.config, months.train, months.val)
@@ -62,23 +63,26 @@ def prepare_month_pair(
 def prepare_months(
     settings: Settings, spec: TrainingSpec, timings: dict[str, float]
 ) -> PreparedMonths:
-    """ingest and prepare the spec's training and validation months (or its local files)."""
+    """ingest and prepare the spec's training window and validation month (or its local
+    files): each month is downloaded and prepared once (cached), the window's months are
+    then joined."""
     val_month = spec.validation_month
+    train_months = spec.training_months()
     with timed(timings, "ingest"):
-        train_file = spec.train_file or ingest_month(
-            settings, spec.color, spec.required_train_month()
-        )
+        if spec.train_file is not None:  # one month (the spec allows no wider window)
+            train_files = [spec.train_file]
+        else:
+            train_files = [ingest_month(settings, spec.color, month) for month in train_months]
         val_file = spec.val_file
         if val_month is not None and val_file is None:
             val_file = ingest_month(settings, spec.color, val_month)
     with timed(timings, "prepare"):
-        train = prepare_task(train_file, spec.color)
+        window = [prepare_task(path, spec.color) for path in train_files]
         val = None if val_file is None else prepare_task(val_file, spec.color)
-    train_month = spec.required_train_month()
+        train = prepare.join_months(window)
     datasets = [
-        _month_data(
-            settings, spec.color, "training", train_month, train_file, train, spec.train_file
-        )
+        _month_data(settings, spec.color, "training", month, path, trips, spec.train_file)
+        for month, path, trips in zip(train_months, train_files, window, strict=True)
     ]
     if val is not None and val_file is not None and val_month is not None:
         datasets.append(
@@ -119,7 +123,7 @@ def train_and_register(
     record = summary.run_record(
         config,
         spec.color,
-        (spec.required_train_month(), spec.validation_month),
+        (spec.training_months(), spec.validation_month),
         (months.train, months.val),
         fit,
         metrics,
