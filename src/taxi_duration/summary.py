@@ -129,6 +129,14 @@ class TrainSummary:
     promotion_reason: str = ""
     best_params: dict[str, Any] | None = None  # tune only
     n_trials: int | None = None  # tune only
+    window: int = 1  # the training months, ending at train_month
+
+    @property
+    def trained_on(self) -> str:
+        """``2023-01``, or ``3 months ending 2023-03`` for a window."""
+        if self.window == 1:
+            return self.train_month
+        return f"{self.window} months ending {self.train_month}"
 
     @classmethod
     def of_run(
@@ -151,6 +159,7 @@ class TrainSummary:
         return cls(
             color=record.tags["color"],
             train_month=record.tags["train_month"],
+            window=int(record.tags.get("window", "1")),
             val_month=None if val_month == "none" else val_month,
             model=config.model,
             features=config.features,
@@ -197,7 +206,7 @@ class TrainSummary:
             ("Color", self.color),
             (
                 "Training month",
-                f"{self.train_month}: {self.rows_loaded:,} rows, {self.rows_kept:,} kept",
+                f"{self.trained_on}: {self.rows_loaded:,} rows, {self.rows_kept:,} kept",
             ),
             ("Validation month", val),
             ("Model", f"{self.model} on `{self.features}` features ({self.n_features:,})"),

@@ -170,7 +170,7 @@ def publish(settings: Settings, result: summary.TrainSummary, kind: str) -> None
     create_markdown_artifact(
         key=f"{kind}-summary",
         markdown=result.markdown(),
-        description=f"{kind.title()} on {result.color} {result.train_month}",
+        description=f"{kind.title()} on {result.color} {result.trained_on}",
     )
 
 
