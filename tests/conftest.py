@@ -61,10 +61,11 @@ def http_server() -> Iterator[functools.partial[str]]:
 
 @pytest.fixture(scope="session")
 def synthetic_months(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder of generated green months 2023-01..03 and yellow 2023-01..02."""
+    """A folder of generated green and fhvhv months 2023-01..03 and yellow 2023-01..02."""
     directory = tmp_path_factory.mktemp("tlc")
     for month in (Month(2023, 1), Month(2023, 2), Month(2023, 3)):
         write_month(directory, "green", month)
+        write_month(directory, "fhvhv", month)
     for month in (Month(2023, 1), Month(2023, 2)):
         write_month(directory, "yellow", month)
     return directory

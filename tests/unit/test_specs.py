@@ -199,7 +199,7 @@ def test_local_file_not_parquet_is_bad_input(tmp_path: Path) -> None:
 def test_allowed_values_reach_the_ui_schema() -> None:
     """Prefect renders a flow's parameter from this schema: the choices are listed."""
     properties = TrainSpec.model_json_schema()["properties"]
-    assert properties["color"]["enum"] == ["yellow", "green"]
+    assert properties["color"]["enum"] == ["yellow", "green", "fhvhv"]
     models_allowed = [option.get("enum") for option in properties["model"]["anyOf"]]
     assert ["xgboost", "linear"] in models_allowed
 

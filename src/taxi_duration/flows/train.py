@@ -43,8 +43,8 @@ def timed(timings: dict[str, float], step: str) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class PreparedMonths:
-    """The prepared trips of a run's training month and of its validation month, if any,
-    and where each came from."""
+    """The prepared trips of a run's training window (its months as one) and of its
+    validation month, if any, and where each month came from."""
 
     train: prepare.PreparedTrips
     val: prepare.PreparedTrips | None
@@ -54,7 +54,8 @@ class PreparedMonths:
 def prepare_month_pair(
     settings: Settings, spec: TrainingSpec, timings: dict[str, float]
 ) -> tuple[PreparedMonths, models.FeatureData]:
-    """ingest, prepare and make the features of the spec's training and validation months."""
+    """ingest, prepare and make the features of the spec's training window and validation
+    month."""
     months = prepare_months(settings, spec, timings)
     with timed(timings, "features"):
         data = features_task(spec.config, months.train, months.val)
@@ -64,29 +65,21 @@ def prepare_month_pair(
 def prepare_months(
     settings: Settings, spec: TrainingSpec, timings: dict[str, float]
 ) -> PreparedMonths:
-    """ingest and prepare the spec's training and validation months (or its local files)."""
+    """ingest and prepare the spec's training window and validation month (or its local
+    files): each month is downloaded and prepared once (cached), the window's months are
+    then joined."""
     val_month = spec.validation_month
-    with timed(timings, "ingest"):
-        train_file = spec.train_file or ingest_month(
-            settings, spec.color, spec.required_train_month()
-        )
-        val_file = spec.val_file
-        if val_month is not None and val_file is None:
-            val_file = ingest_month(settings, spec.color, val_month)
+    train_months = spec.training_months()
+    train_files, val_file = ingest_months(settings, spec, timings)
     with timed(timings, "prepare"):
-        train = prepare_task(train_file, spec.color)
+        window = [prepare_task(path, spec.color) for path in train_files]
         val = None if val_file is None else prepare_task(val_file, spec.color)
-    train_month = spec.required_train_month()
+        train = prepare.join_months(window)
     datasets = [
         _month_data(
-            settings,
-            spec.color,
-            "training",
-            train_month,
-            train_file,
-            train.rows_loaded,
-            spec.train_file,
+            settings, spec.color, "training", month, path, trips.rows_loaded, spec.train_file
         )
+        for month, path, trips in zip(train_months, train_files, window, strict=True)
     ]
     if val is not None and val_file is not None and val_month is not None:
         datasets.append(
@@ -101,6 +94,25 @@ def prepare_months(
             )
         )
     return PreparedMonths(train, val, tuple(datasets))
+
+
+def ingest_months(
+    settings: Settings, spec: TrainingSpec, timings: dict[str, float]
+) -> tuple[list[Path], Path | None]:
+    """The files of the spec's training window and validation month: its local files, or
+    each month downloaded once (cached)."""
+    val_month = spec.validation_month
+    with timed(timings, "ingest"):
+        if spec.train_file is not None:  # one month (the spec allows no wider window)
+            train_files = [spec.train_file]
+        else:
+            train_files = [
+                ingest_month(settings, spec.color, month) for month in spec.training_months()
+            ]
+        val_file = spec.val_file
+        if val_month is not None and val_file is None:
+            val_file = ingest_month(settings, spec.color, val_month)
+    return train_files, val_file
 
 
 def _month_data(
@@ -140,7 +152,7 @@ def train_and_register(
     record = summary.run_record(
         config,
         spec.color,
-        (spec.required_train_month(), spec.validation_month),
+        (spec.training_months(), spec.validation_month),
         (months.train, months.val),
         fit,
         metrics,
@@ -187,7 +199,7 @@ def publish(settings: Settings, result: summary.TrainSummary, kind: str) -> None
     create_markdown_artifact(
         key=f"{kind}-summary",
         markdown=result.markdown(),
-        description=f"{kind.title()} on {result.color} {result.train_month}",
+        description=f"{kind.title()} on {result.color} {result.trained_on}",
     )
 
 
@@ -254,23 +266,15 @@ def train_on_dask(
 ) -> summary.TrainSummary:
     """The window's months read, prepared and trained on by the spec's Dask cluster; the
     model registered as a local run's is. The cluster is reached before any download."""
-    train_month, val_month = spec.required_train_month(), spec.validation_month
+    train_months, val_month = spec.training_months(), spec.validation_month
     with distributed.dask_client(spec.dask_address, spec.workers) as client:
-        with timed(timings, "ingest"):
-            train_files = (
-                [spec.train_file]
-                if spec.train_file is not None
-                else [ingest_month(settings, spec.color, m) for m in spec.training_months()]
-            )
-            val_file = spec.val_file
-            if val_month is not None and val_file is None:
-                val_file = ingest_month(settings, spec.color, val_month)
+        train_files, val_file = ingest_months(settings, spec, timings)
         run = train_on_dask_task(client, spec.config, spec.color, train_files, val_file)
     timings.update(run.timings)
     record = summary.run_record(
         spec.config,
         spec.color,
-        (train_month, val_month),
+        (train_months, val_month),
         (run.train, run.val),
         run.fit,
         run.metrics,
@@ -278,7 +282,7 @@ def train_on_dask(
     )
     datasets = [
         _month_data(settings, spec.color, "training", month, path, _rows(path), spec.train_file)
-        for month, path in zip(spec.training_months(), train_files, strict=False)
+        for month, path in zip(train_months, train_files, strict=True)
     ]
     if val_month is not None and val_file is not None:
         datasets.append(
