@@ -12,7 +12,9 @@ rounds (``--rounds``, no early stopping), so that the cost compares across windo
 Every measurement runs in a fresh process; peak memory is the kernel's high-water mark of
 resident memory (``ru_maxrss``) of that process and, on Dask, of each worker process (asked
 through ``Client.run``). The local cluster's scheduler lives in the client's process. Timed:
-from reading the files to the metrics (the cluster's start is not timed). Prints a markdown table.
+from reading the files to the metrics (the cluster's start is not timed), as wall time and as
+CPU time (this process's, plus the workers' on Dask), which a loaded machine inflates less.
+Prints a markdown table.
 """
 
 from __future__ import annotations
@@ -45,6 +47,12 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process so far: a loaded machine inflates it less than wall time."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def month_files(rows: int, out: Path) -> dict[Month, Path]:
     """13 yellow month files of ``rows`` rows each (one generated month, rewritten)."""
     source = make_yellow_month(out, rows)
@@ -74,7 +82,7 @@ def config(rounds: int) -> models.TrainingConfig:
 def run_local(train: list[Path], val: Path, rounds: int) -> dict[str, object]:
     import pandas as pd
 
-    begun = time.perf_counter()
+    begun, cpu = time.perf_counter(), _cpu_seconds()
     frames = [prepare.prepare_trips(path, "yellow").frame for path in train]
     trips = pd.concat(frames, ignore_index=True)
     del frames
@@ -86,6 +94,7 @@ def run_local(train: list[Path], val: Path, rounds: int) -> dict[str, object]:
     metrics = evaluate.model_metrics(model, data)
     return {
         "seconds": round(time.perf_counter() - begun, 1),
+        "cpu_seconds": round(_cpu_seconds() - cpu, 1),
         "rows": len(trips),
         "rmse": round(metrics["rmse"], 4),
         "client_mb": round(_peak_mb()),
@@ -95,12 +104,16 @@ def run_local(train: list[Path], val: Path, rounds: int) -> dict[str, object]:
 
 def run_dask(train: list[Path], val: Path, rounds: int, workers: int) -> dict[str, object]:
     with distributed.dask_client(None, workers) as client:
-        begun = time.perf_counter()
+        workers_cpu = client.run(_cpu_seconds)
+        begun, cpu = time.perf_counter(), _cpu_seconds()
         run = distributed.train_on_cluster(client, config(rounds), "yellow", train, val)
         seconds = time.perf_counter() - begun
+        cpu = _cpu_seconds() - cpu
         peaks = client.run(_peak_mb)
+        cpu += sum(client.run(_cpu_seconds).values()) - sum(workers_cpu.values())
     return {
         "seconds": round(seconds, 1),
+        "cpu_seconds": round(cpu, 1),
         "rows": run.train.rows_kept,
         "rmse": round(run.metrics["rmse"], 4),
         "client_mb": round(_peak_mb()),
@@ -145,18 +158,19 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result))
         return 0
     print(f"load average before: {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)")
-    print("| where | months | rows kept | wall s | s per M rows | client peak MB "
+    print("| where | months | rows kept | wall s | CPU s | CPU s per M rows | client peak MB "
           "| worker peaks MB | validation RMSE |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for window in windows:
         for mode in args.modes.split(","):
             r = measure(mode, window, args.rows, args.rounds, args.workers, args.out)
             rows, seconds = int(r["rows"]), float(r["seconds"])  # type: ignore[call-overload]
+            cpu = float(r["cpu_seconds"])  # type: ignore[arg-type]
             where = "one process" if mode == "local" else f"dask, {args.workers} workers"
             workers_mb = ", ".join(str(mb) for mb in r["workers_mb"]) or "-"  # type: ignore[attr-defined]
             print(
-                f"| {where} | {window} | {rows:,} | {seconds:.1f} | {seconds / rows * 1e6:.1f} "
-                f"| {r['client_mb']} | {workers_mb} | {r['rmse']} |",
+                f"| {where} | {window} | {rows:,} | {seconds:.1f} | {cpu:.1f} "
+                f"| {cpu / rows * 1e6:.0f} | {r['client_mb']} | {workers_mb} | {r['rmse']} |",
                 flush=True,
             )
     print(f"load average after: {os.getloadavg()[0]:.1f}")
