@@ -351,11 +351,10 @@ def train_on_cluster(
     fitted = train_x[~train_x["holdout"]] if booster_params.holdout_fraction else train_x
     dtrain = matrix(fitted)
     evals = []
-    val_x = None
     if val_trips is not None:
         val_meta = _boosting_rows(val_trips._meta, preprocessor, None)
-        val_x = val_trips.map_partitions(_boosting_rows, shared, None, meta=val_meta).persist()
-        evals.append((matrix(val_x, dtrain), "validation"))
+        val_x = val_trips.map_partitions(_boosting_rows, shared, None, meta=val_meta)
+        evals.append((matrix(val_x.persist(), dtrain), "validation"))
     if booster_params.holdout_fraction:
         # Last: early stopping watches it, as locally.
         evals.append((matrix(train_x[train_x["holdout"]], dtrain), "holdout"))
