@@ -227,8 +227,9 @@ def test_xgboost_default_stops_on_a_slice_of_the_training_month(
 def test_the_holdout_split_off_the_features_trains_the_booster_of_a_sliced_dmatrix(
     green_train: pd.DataFrame,
 ) -> None:
-    """fit_estimator splits the features before building any DMatrix (memory); the model
-    must be the one slicing a DMatrix of every row gives, to the last bit."""
+    """fit_estimator splits the features before building any DMatrix and boosts on a
+    QuantileDMatrix (memory); the model must be the one slicing a DMatrix of every row
+    gives, to the last bit."""
     config = _fast(training_config(), rounds=15)
     preprocessor = Preprocessor.fit(green_train, config.feature_set)
     features = encode_training(preprocessor, green_train, config)
