@@ -81,10 +81,12 @@ def child_project(path: Path, rounds: int | None) -> dict[str, Any]:
     trips = prepare.prepare_trips(path, "fhvhv")
     figures["prepare_s"] = time.perf_counter() - start
     figures["rss_after_prepare_gb"] = _peak_rss_gb()
+    _progress(figures)
     start = time.perf_counter()
     data = models.month_pair_features(config, trips.frame, None)
     figures["features_s"] = time.perf_counter() - start
     figures["rss_after_features_gb"] = _peak_rss_gb()
+    _progress(figures)
     start = time.perf_counter()
     fit = models.fit_estimator(config, data.x_train, data.y_train)
     figures["fit_s"] = time.perf_counter() - start
@@ -93,6 +95,11 @@ def child_project(path: Path, rounds: int | None) -> dict[str, Any]:
     figures["rows_loaded"], figures["rows_kept"] = trips.rows_loaded, trips.rows_kept
     figures["peak_rss_gb"] = _peak_rss_gb()
     return figures
+
+
+def _progress(figures: dict[str, Any]) -> None:
+    """The figures so far, on stderr: a run on a loaded machine can take long."""
+    print(json.dumps(figures), file=sys.stderr, flush=True)
 
 
 def child_baseline(path: Path) -> dict[str, Any]:
@@ -113,7 +120,7 @@ def _run_child(*args: str) -> dict[str, Any]:
 
     env = {**RUN_ENVIRONMENT_DEFAULTS, **os.environ}
     out = subprocess.run(
-        [sys.executable, __file__, *args], env=env, check=True, capture_output=True, text=True
+        [sys.executable, __file__, *args], env=env, check=True, stdout=subprocess.PIPE, text=True
     ).stdout
     figures: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     return figures
@@ -141,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         f"(made or reused in {time.perf_counter() - start:.0f} s)"
     )
     baseline = _run_child("--child", "baseline", "--file", str(path))
+    print(f"baseline: {baseline}", flush=True)
     rounds = [] if args.rounds is None else ["--rounds", str(args.rounds)]
     project = _run_child("--child", "project", "--file", str(path), *rounds)
     prepare_features = project["prepare_s"] + project["features_s"]

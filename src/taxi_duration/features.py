@@ -604,8 +604,8 @@ class Preprocessor:
             position = self._positions(frame, name)
             data[name] = pd.Categorical.from_codes(position, categories=pd.Index(vocabulary.labels))
         for name in self.features.numeric:
-            with np.errstate(over="ignore"):
-                values = numeric[name].astype(np.float32)
+            with np.errstate(over="ignore"):  # each float64 column freed once narrowed
+                values = numeric.pop(name).astype(np.float32)
             # XGBoost reads NaN as missing (the split's default branch); an infinite number
             # (or one beyond float32, e.g. a corrupt 1e300 distance) is missing too, not inf.
             values[np.isinf(values)] = np.nan
