@@ -36,7 +36,8 @@ GOAL_PREPARE_FEATURES_S = 10.0
 
 
 def _peak_rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB on Linux
+    """GiB (ru_maxrss is in KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
 def make_month(out_dir: Path, rows: int) -> Path:
@@ -154,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     prepare_features = project["prepare_s"] + project["features_s"]
     load = os.getloadavg()[0]
     print(f"load average (1 min) at the end: {load:.1f} on {os.cpu_count()} cores")
-    print("| step | seconds | peak RSS (GB) |")
+    print("| step | seconds | peak RSS (GiB) |")
     print("|---|---:|---:|")
     print(
         f"| baseline: read every column ({baseline['columns']}) | {baseline['read_s']:.1f} "
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"prepare + features {prepare_features:.1f} s (goal {GOAL_PREPARE_FEATURES_S:g}), "
         f"{prepare_features / baseline['read_s']:.2f}x the baseline's read; "
-        f"peak RSS {project['peak_rss_gb']:.2f} GB (goal {GOAL_RSS_GB:g})"
+        f"peak RSS {project['peak_rss_gb']:.2f} GiB (goal {GOAL_RSS_GB:g} GB)"
     )
     return 0
 
