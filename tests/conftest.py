@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dask_cluster import running_cluster
+from dask_cluster import running_dask_cluster
 from data_server import SERVED_REQUESTS, QuietHandler
 from tlc_samples import write_month
 
@@ -64,10 +64,11 @@ def http_server() -> Iterator[functools.partial[str]]:
 
 @pytest.fixture(scope="session")
 def synthetic_months(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder of generated green months 2023-01..03 and yellow 2023-01..02."""
+    """A folder of generated green and fhvhv months 2023-01..03 and yellow 2023-01..02."""
     directory = tmp_path_factory.mktemp("tlc")
     for month in (Month(2023, 1), Month(2023, 2), Month(2023, 3)):
         write_month(directory, "green", month)
+        write_month(directory, "fhvhv", month)
     for month in (Month(2023, 1), Month(2023, 2)):
         write_month(directory, "yellow", month)
     return directory
@@ -125,5 +126,5 @@ def dask_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def dask_cluster(dask_logs: Path) -> Iterator[str]:
     """A separately started ``dask scheduler`` and one ``dask worker`` (real processes)."""
-    with running_cluster(dask_logs) as address:
+    with running_dask_cluster(dask_logs) as address:
         yield address

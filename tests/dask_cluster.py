@@ -1,4 +1,4 @@
-"""A real Dask cluster on loopback: a ``dask scheduler`` and one ``dask worker`` process."""
+"""A real Dask cluster for tests: ``dask scheduler`` and ``dask worker`` processes on loopback."""
 
 from __future__ import annotations
 
@@ -12,34 +12,43 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
 @contextmanager
-def running_cluster(logs: Path) -> Iterator[str]:
-    """The scheduler's address while both run; their output in ``logs``/{scheduler,worker}.log."""
-    port = _free_port()
+def running_dask_cluster(logs: Path, workers: int = 1, memory_limit: str = "1GiB") -> Iterator[str]:
+    """A scheduler and ``workers`` single-threaded worker processes; yields the address.
+
+    Their output goes to ``logs``: ``scheduler.log``, ``worker.log`` (``worker-N.log`` for
+    more than one).
+    """
+    port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    commands = [
-        [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
-         "--port", str(port), "--dashboard-address", ":0", "--no-show"],
-        [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nworkers", "1",
-         "--nthreads", "1", "--no-dashboard", "--local-directory", str(logs)],
-    ]  # fmt: skip
+    commands = {
+        "scheduler": [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host",
+                      "127.0.0.1", "--port", str(port), "--dashboard-address", ":0", "--no-show"],
+    }  # fmt: skip
+    for number in range(workers):
+        name = "worker" if workers == 1 else f"worker-{number}"
+        commands[name] = [
+            sys.executable, "-m", "distributed.cli.dask_worker", address, "--nworkers", "1",
+            "--nthreads", "1", "--memory-limit", memory_limit, "--no-dashboard",
+            "--host", "127.0.0.1", "--local-directory", str(logs),
+        ]  # fmt: skip
     processes: list[subprocess.Popen[bytes]] = []
     try:
-        for name, command in zip(("scheduler", "worker"), commands, strict=True):
+        for name, command in commands.items():
             with open(logs / f"{name}.log", "wb") as log:
                 processes.append(
                     subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
                 )
             if name == "scheduler":
                 _wait_for_port(port)
-        _wait_for_workers(address, 1)
+        _wait_for_workers(address, workers)
         yield address
     finally:
         for process in reversed(processes):

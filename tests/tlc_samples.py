@@ -30,6 +30,8 @@ def make_trips(color: str, month: Month, rows: int = 2_000, seed: int = 0) -> pd
     outliers = rng.random(rows) < 0.05
     minutes[outliers] = rng.choice([0.2, 75.0, -3.0], outliers.sum())
     dropoff = pickup + (minutes * 60_000_000).astype("timedelta64[us]")
+    if color == "fhvhv":
+        return _fhvhv_trips(rng, pickup, dropoff, pu, do, distance, minutes)
     prefix = PREFIX[color]
     return pd.DataFrame(
         {
@@ -56,3 +58,48 @@ def write_month(
     path = directory / tlc_file_name(color, month)
     make_trips(color, month, rows, seed).to_parquet(path, index=False)
     return path
+
+
+def _fhvhv_trips(
+    rng: np.random.Generator,
+    pickup: np.ndarray,
+    dropoff: np.ndarray,
+    pu: np.ndarray,
+    do: np.ndarray,
+    distance: np.ndarray,
+    minutes: np.ndarray,
+) -> pd.DataFrame:
+    """The high-volume for-hire layout (TLC data dictionary, 2023): no prefix on the
+    timestamps, the distance as ``trip_miles``, int32 zones, the company and bases as text,
+    and what is known only after the trip (``trip_time`` in seconds, fares, pay)."""
+    rows = len(pickup)
+    request = pickup - rng.integers(60, 600, rows).astype("timedelta64[s]")
+    fare = np.round(5.0 + 1.8 * distance + 0.6 * np.clip(minutes, 0, None), 2)
+    return pd.DataFrame(
+        {
+            "hvfhs_license_num": rng.choice(["HV0003", "HV0005"], rows),
+            "dispatching_base_num": rng.choice(["B03404", "B03406"], rows),
+            "originating_base_num": "B03404",
+            "request_datetime": request,
+            "on_scene_datetime": request + np.timedelta64(120, "s"),
+            "pickup_datetime": pickup,
+            "dropoff_datetime": dropoff,
+            "PULocationID": pu.astype("int32"),
+            "DOLocationID": do.astype("int32"),
+            "trip_miles": distance,
+            "trip_time": np.round(minutes * 60).astype("int64"),
+            "base_passenger_fare": fare,
+            "tolls": 0.0,
+            "bcf": np.round(0.025 * fare, 2),
+            "sales_tax": np.round(0.08875 * fare, 2),
+            "congestion_surcharge": 2.75,
+            "airport_fee": 0.0,
+            "tips": 0.0,
+            "driver_pay": np.round(0.7 * fare, 2),
+            "shared_request_flag": "N",
+            "shared_match_flag": "N",
+            "access_a_ride_flag": " ",
+            "wav_request_flag": "N",
+            "wav_match_flag": "N",
+        }
+    )

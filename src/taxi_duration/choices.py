@@ -14,8 +14,9 @@ from typing import Any
 from taxi_duration.errors import InvalidInputError
 from taxi_duration.months import Month
 
-# The first month the TLC published for each color.
-FIRST_PUBLISHED_MONTH = {"yellow": Month(2009, 1), "green": Month(2013, 8)}
+# The first month the TLC published for each color; fhvhv (high-volume for-hire services:
+# Uber, Lyft...) starts when their license category did, in February 2019.
+FIRST_PUBLISHED_MONTH = {"yellow": Month(2009, 1), "green": Month(2013, 8), "fhvhv": Month(2019, 2)}
 COLORS = tuple(FIRST_PUBLISHED_MONTH)
 
 

@@ -275,6 +275,7 @@ def _print_summary(result: dict[str, Any]) -> None:
     print(
         f"Trained {result['model']} on {result['features']} features, "
         f"{result['color']} {result['train_month']}"
+        + (f" (window: {result['window']} months ending there)" if result["window"] > 1 else "")
     )
     print(f"  rows loaded   {result['rows_loaded']:>12,}")
     print(f"  rows kept     {result['rows_kept']:>12,}")

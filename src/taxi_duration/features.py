@@ -23,6 +23,7 @@ other rows get the whole training month's, carried in the fitted preprocessor.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -134,8 +135,16 @@ def numeric_values(frame: pd.DataFrame, name: str) -> np.ndarray:
 
 # Zone statistics are arrays indexed by zone id 1..265; slot 0 stands for a missing or
 # unknown id and is never counted, so it always gets the month's value. Pairs are indexed
-# by pickup slot * _ZONE_SLOTS + dropoff slot.
-_ZONE_SLOTS = 266
+# by pickup slot * ZONE_SLOTS + dropoff slot.
+ZONE_SLOTS = 266
+PAIR_SLOTS = ZONE_SLOTS**2
+
+
+def pair_slots(pickup: np.ndarray, dropoff: np.ndarray) -> np.ndarray:
+    """The pair slot of zone slots: pickup x ZONE_SLOTS + dropoff."""
+    return np.asarray(pickup * ZONE_SLOTS + dropoff)
+
+
 # Smoothing: a pair's median weighs as its trips against this many trips' worth of its zones'
 # (the mean of its pickup's and dropoff's); a zone's against the month's.
 PAIR_PRIOR_TRIPS = 10.0
@@ -148,7 +157,7 @@ _FOLD_SEED = 42
 def zone_slots(frame: pd.DataFrame, name: str) -> np.ndarray:
     """Zone ids 1..265 as themselves; missing or other ids as 0."""
     keys = categorical_keys(frame, name)
-    return np.where((keys >= 1) & (keys < _ZONE_SLOTS), keys, 0)
+    return np.where((keys >= 1) & (keys < ZONE_SLOTS), keys, 0)
 
 
 def known_distance(frame: pd.DataFrame) -> np.ndarray:
@@ -180,6 +189,20 @@ def _smoothed(
 
 
 @dataclass(frozen=True)
+class GroupMedians:
+    """Median and number of one value (duration or speed) per zone and pair, and the month's.
+
+    ``pickup`` and ``dropoff`` are (medians, counts) indexed by zone slot, ``pair`` by pair
+    slot (pickup slot x ZONE_SLOTS + dropoff slot); a slot without trips has count 0.
+    """
+
+    month: float
+    pickup: tuple[np.ndarray, np.ndarray]
+    dropoff: tuple[np.ndarray, np.ndarray]
+    pair: tuple[np.ndarray, np.ndarray]
+
+
+@dataclass(frozen=True)
 class ZoneStatistics:
     """Median duration (minutes) and speed (miles/minute) per pair, pickup and dropoff zone.
 
@@ -207,18 +230,31 @@ class ZoneStatistics:
         """From zone slots, known distances (NaN: unknown) and durations; counts x ``scale``."""
         with np.errstate(invalid="ignore", divide="ignore"):
             speed = distance / duration
-        pair = pickup * _ZONE_SLOTS + dropoff
+        pair = pair_slots(pickup, dropoff)
         pair_known = (pickup > 0) & (dropoff > 0)
-        fields: dict[str, np.ndarray] = {}
+        medians = {}
         for kind, values in (("duration", duration), ("speed", speed)):
             finite = np.isfinite(values)
-            month = float(np.median(values[finite])) if finite.any() else np.nan
+            medians[kind] = GroupMedians(
+                month=float(np.median(values[finite])) if finite.any() else np.nan,
+                pickup=_group_medians(pickup, values, pickup > 0, ZONE_SLOTS),
+                dropoff=_group_medians(dropoff, values, dropoff > 0, ZONE_SLOTS),
+                pair=_group_medians(pair, values, pair_known, PAIR_SLOTS),
+            )
+        return cls.of_medians(medians["duration"], medians["speed"], scale)
+
+    @classmethod
+    def of_medians(
+        cls, duration: GroupMedians, speed: GroupMedians, scale: float = 1.0
+    ) -> ZoneStatistics:
+        """Smoothed statistics from the medians and counts of durations and of speeds."""
+        fields: dict[str, np.ndarray] = {}
+        for kind, medians in (("duration", duration), ("speed", speed)):
             zone = {}
-            for side, slots in (("pickup", pickup), ("dropoff", dropoff)):
-                median, count = _group_medians(slots, values, slots > 0, _ZONE_SLOTS)
-                zone[side] = _smoothed(median, count, month, ZONE_PRIOR_TRIPS)
+            for side, (median, count) in (("pickup", medians.pickup), ("dropoff", medians.dropoff)):
+                zone[side] = _smoothed(median, count, medians.month, ZONE_PRIOR_TRIPS)
                 fields[f"{side}_{kind}"] = zone[side]
-            median, count = _group_medians(pair, values, pair_known, _ZONE_SLOTS**2)
+            median, count = medians.pair
             prior = ((zone["pickup"][:, None] + zone["dropoff"][None, :]) / 2).ravel()
             fields[f"pair_{kind}"] = _smoothed(median, count, prior, PAIR_PRIOR_TRIPS)
             if kind == "duration":
@@ -229,7 +265,7 @@ class ZoneStatistics:
         self, pickup: np.ndarray, dropoff: np.ndarray, distance: np.ndarray
     ) -> dict[str, np.ndarray]:
         """The STATISTIC_FEATURES of trips given their zone slots and known distances."""
-        pair = pickup * _ZONE_SLOTS + dropoff
+        pair = pair_slots(pickup, dropoff)
         pair_speed = self.pair_speed[pair]
         with np.errstate(invalid="ignore", divide="ignore"):
             expected = distance / pair_speed  # NaN where the distance is unknown
@@ -245,7 +281,7 @@ class ZoneStatistics:
         }
 
 
-def _statistic_inputs(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def statistic_inputs(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return (
         zone_slots(frame, "PULocationID"),
         zone_slots(frame, "DOLocationID"),
@@ -257,33 +293,52 @@ def fit_zone_statistics(frame: pd.DataFrame) -> ZoneStatistics:
     """The whole month's statistics, for rows other than its own (validation, scoring)."""
     if "duration" not in frame:
         raise InvalidInputError("zone statistics are fitted on trips with a 'duration' column")
-    pickup, dropoff, distance = _statistic_inputs(frame)
+    pickup, dropoff, distance = statistic_inputs(frame)
     duration = frame["duration"].to_numpy(dtype=np.float64)
     return ZoneStatistics.fit(pickup, dropoff, distance, duration)
 
 
-def out_of_fold_statistics(frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    """STATISTIC_FEATURES of the training rows, each from the other folds' trips only.
+def statistic_folds(n_rows: int, stream: int | None = None) -> np.ndarray:
+    """Each row's fold (0..STATISTIC_FOLDS-1): a seeded balanced split, the same every time.
 
-    Folds are a seeded balanced split (STATISTIC_FOLDS), so the same month gets the same.
+    ``stream`` numbers one of several independent splits (a Dask partition's).
     """
+    seed = _FOLD_SEED if stream is None else [_FOLD_SEED, stream]
+    folds: np.ndarray = np.random.default_rng(seed).permutation(n_rows) % STATISTIC_FOLDS
+    return folds
+
+
+def out_of_fold_statistics(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """STATISTIC_FEATURES of the training rows, each from the other folds' trips only."""
     if "duration" not in frame:
         raise InvalidInputError("zone statistics are fitted on trips with a 'duration' column")
-    pickup, dropoff, distance = _statistic_inputs(frame)
+    pickup, dropoff, distance = statistic_inputs(frame)
     duration = frame["duration"].to_numpy(dtype=np.float64)
     n_rows = len(frame)
-    folds = np.random.default_rng(_FOLD_SEED).permutation(n_rows) % STATISTIC_FOLDS
-    values = {name: np.full(n_rows, np.nan) for name in STATISTIC_FEATURES}
+    folds = statistic_folds(n_rows)
+    by_fold = []
     for fold in range(STATISTIC_FOLDS):
-        held = folds == fold
-        rest = ~held
-        if not held.any():
-            continue
+        rest = folds != fold
         # Counts from (K-1)/K of the month, scaled so that they read like a whole month's.
         scale = n_rows / max(int(rest.sum()), 1)
-        statistics = ZoneStatistics.fit(
-            pickup[rest], dropoff[rest], distance[rest], duration[rest], scale=scale
+        by_fold.append(
+            ZoneStatistics.fit(
+                pickup[rest], dropoff[rest], distance[rest], duration[rest], scale=scale
+            )
         )
+    return statistics_by_fold(frame, folds, by_fold)
+
+
+def statistics_by_fold(
+    frame: pd.DataFrame, folds: np.ndarray, by_fold: Sequence[ZoneStatistics]
+) -> dict[str, np.ndarray]:
+    """STATISTIC_FEATURES of rows, each row's from the statistics of its fold."""
+    pickup, dropoff, distance = statistic_inputs(frame)
+    values = {name: np.full(len(frame), np.nan) for name in STATISTIC_FEATURES}
+    for fold, statistics in enumerate(by_fold):
+        held = folds == fold
+        if not held.any():
+            continue
         for name, column in statistics.lookup(pickup[held], dropoff[held], distance[held]).items():
             values[name][held] = column
     return values
@@ -356,19 +411,30 @@ class Preprocessor:
         statistics = fit_zone_statistics(frame) if features.zone_statistics else None
         return cls(features=features, vocabularies=vocabularies, statistics=statistics)
 
-    def numeric_columns(self, frame: pd.DataFrame, training: bool = False) -> dict[str, np.ndarray]:
-        """The numeric features as float64, statistics out of fold for ``training`` rows."""
-        statistics: dict[str, np.ndarray] = {}
-        if self.features.zone_statistics:
-            if training:
-                statistics = out_of_fold_statistics(frame)
-            elif self.statistics is None:
-                raise InvalidInputError(
-                    f"feature set {self.features.name!r} needs a preprocessor fitted with "
-                    "zone statistics"
-                )
-            else:
-                statistics = self.statistics.lookup(*_statistic_inputs(frame))
+    @classmethod
+    def of_statistics(cls, features: FeatureSet, statistics: ZoneStatistics) -> Preprocessor:
+        """A preprocessor fitted without the trips: zones over the TLC's list (``fixed_zones``),
+        and statistics computed elsewhere (e.g. by a Dask cluster)."""
+        if not features.fixed_zones or not set(features.categorical) <= set(ZONE_COLUMNS):
+            raise InvalidInputError(
+                f"feature set {features.name!r} has categories learned from the trips: it "
+                "needs Preprocessor.fit"
+            )
+        vocabularies = {name: Vocabulary.fit(name, TLC_ZONE_IDS) for name in features.categorical}
+        return cls(features=features, vocabularies=vocabularies, statistics=statistics)
+
+    def numeric_columns(
+        self,
+        frame: pd.DataFrame,
+        training: bool = False,
+        statistics: dict[str, np.ndarray] | None = None,
+    ) -> dict[str, np.ndarray]:
+        """The numeric features as float64, statistics out of fold for ``training`` rows.
+
+        ``statistics``: the rows' STATISTIC_FEATURES, computed by the caller.
+        """
+        if statistics is None:
+            statistics = self._statistics(frame, training)
         columns = {}
         for name in self.features.numeric:
             if name in statistics:
@@ -378,6 +444,18 @@ class Preprocessor:
             else:
                 columns[name] = numeric_values(frame, name)
         return columns
+
+    def _statistics(self, frame: pd.DataFrame, training: bool) -> dict[str, np.ndarray]:
+        if not self.features.zone_statistics:
+            return {}
+        if training:
+            return out_of_fold_statistics(frame)
+        if self.statistics is None:
+            raise InvalidInputError(
+                f"feature set {self.features.name!r} needs a preprocessor fitted with "
+                "zone statistics"
+            )
+        return self.statistics.lookup(*statistic_inputs(frame))
 
     def _positions(self, frame: pd.DataFrame, name: str) -> np.ndarray:
         """Name-order position of each row's category, -1 where unseen in training."""
@@ -445,20 +523,26 @@ class Preprocessor:
         indptr = np.concatenate([[0], np.cumsum(stored.sum(axis=1))])
         return sp.csr_matrix((values[stored], indices[stored], indptr), shape=shape)
 
-    def transform_frame(self, frame: pd.DataFrame, training: bool = False) -> pd.DataFrame:
+    def transform_frame(
+        self,
+        frame: pd.DataFrame,
+        training: bool = False,
+        statistics: dict[str, np.ndarray] | None = None,
+    ) -> pd.DataFrame:
         """Categoricals with the training categories (unseen: missing), numerics as float32.
 
-        ``training``: the rows the preprocessor was fitted on (statistics out of fold).
+        ``training``: the rows the preprocessor was fitted on (statistics out of fold);
+        ``statistics``: the rows' zone statistics, given (see ``numeric_columns``).
         """
-        numeric = self.numeric_columns(frame, training)
+        numeric = self.numeric_columns(frame, training, statistics)
         data: dict[str, object] = {}
         for name in self.features.categorical:
             vocabulary = self.vocabularies[name]
             position = self._positions(frame, name)
             data[name] = pd.Categorical.from_codes(position, categories=pd.Index(vocabulary.labels))
         for name in self.features.numeric:
-            with np.errstate(over="ignore"):
-                values = numeric[name].astype(np.float32)
+            with np.errstate(over="ignore"):  # each float64 column freed once narrowed
+                values = numeric.pop(name).astype(np.float32)
             # XGBoost reads NaN as missing (the split's default branch); an infinite number
             # (or one beyond float32, e.g. a corrupt 1e300 distance) is missing too, not inf.
             values[np.isinf(values)] = np.nan

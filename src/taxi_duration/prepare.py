@@ -1,14 +1,17 @@
 """Prepare: trips with their duration in minutes, kept when 1 <= duration <= 60.
 
 Reads only the columns the model needs, computes the duration vectorized, and gives the
-zones a categorical type. Green and yellow files differ only in the prefix of their
-timestamp columns (``lpep_`` and ``tpep_``); both become ``pickup_datetime`` and
-``dropoff_datetime``. The request-time fields (vendor, trip type, passenger count) are
-carried as float32 where a month has them, NaN where it does not.
+zones a categorical type. The colors name the same things differently (``LAYOUTS``): green
+and yellow prefix their timestamps (``lpep_``, ``tpep_``), high-volume for-hire trips
+(``fhvhv``) do not and record their distance as ``trip_miles``; all become
+``pickup_datetime``, ``dropoff_datetime`` and ``trip_distance``. The request-time fields
+(vendor, trip type, passenger count) are carried as float32 where a month has them, NaN
+where it does not (fhvhv has none of them).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +28,21 @@ from taxi_duration.choices import REQUEST_COLUMNS as REQUEST_COLUMNS
 from taxi_duration.choices import ZONE_COLUMNS as ZONE_COLUMNS
 from taxi_duration.errors import DataError, InvalidInputError
 
-_TIMESTAMP_PREFIX = {"green": "lpep", "yellow": "tpep"}
+
+@dataclass(frozen=True)
+class TlcLayout:
+    """Where a color's files keep the pickup and dropoff times and the distance."""
+
+    pickup: str
+    dropoff: str
+    distance: str
+
+
+LAYOUTS = {
+    "green": TlcLayout("lpep_pickup_datetime", "lpep_dropoff_datetime", "trip_distance"),
+    "yellow": TlcLayout("tpep_pickup_datetime", "tpep_dropoff_datetime", "trip_distance"),
+    "fhvhv": TlcLayout("pickup_datetime", "dropoff_datetime", "trip_miles"),
+}
 # The other columns the TLC publishes for green and yellow trips: known only at the end of
 # the trip (dropoff, fares, tips, totals, rate code) or not predictive. A model accepts and
 # ignores them, so a published row scores as it is.
@@ -47,6 +64,26 @@ IGNORED_TLC_COLUMNS = (
     "airport_fee",
     "Airport_fee",
     "cbd_congestion_fee",
+    # High-volume for-hire trips: the company and bases, request and arrival times, and
+    # what is known after the trip (its time in seconds, fares, pay, shared or not).
+    "dropoff_datetime",
+    "hvfhs_license_num",
+    "dispatching_base_num",
+    "originating_base_num",
+    "request_datetime",
+    "on_scene_datetime",
+    "trip_time",
+    "base_passenger_fare",
+    "tolls",
+    "bcf",
+    "sales_tax",
+    "tips",
+    "driver_pay",
+    "shared_request_flag",
+    "shared_match_flag",
+    "access_a_ride_flag",
+    "wav_request_flag",
+    "wav_match_flag",
 )
 
 
@@ -62,14 +99,19 @@ class PreparedTrips:
         return len(self.frame)
 
 
+def layout(color: str) -> TlcLayout:
+    """A color's column names."""
+    try:
+        return LAYOUTS[color]
+    except KeyError:
+        allowed = ", ".join(LAYOUTS)
+        raise InvalidInputError(f"color {color!r} is unknown: allowed are {allowed}") from None
+
+
 def timestamp_columns(color: str) -> tuple[str, str]:
     """The pickup and dropoff column names of a color's files."""
-    try:
-        prefix = _TIMESTAMP_PREFIX[color]
-    except KeyError:
-        allowed = ", ".join(_TIMESTAMP_PREFIX)
-        raise InvalidInputError(f"color {color!r} is unknown: allowed are {allowed}") from None
-    return f"{prefix}_pickup_datetime", f"{prefix}_dropoff_datetime"
+    names = layout(color)
+    return names.pickup, names.dropoff
 
 
 def _check_schema(path: Path, color: str, needs_dropoff: bool = True) -> None:
@@ -78,13 +120,13 @@ def _check_schema(path: Path, color: str, needs_dropoff: bool = True) -> None:
         schema = pq.read_schema(path)
     except Exception as error:
         raise DataError(f"{path} is not a readable parquet file: {error}") from error
-    pickup, dropoff = timestamp_columns(color)
+    names = layout(color)
     expected: dict[str, tuple[str, object]] = {
-        pickup: ("a timestamp", pa.types.is_timestamp),
-        **({dropoff: ("a timestamp", pa.types.is_timestamp)} if needs_dropoff else {}),
+        names.pickup: ("a timestamp", pa.types.is_timestamp),
+        **({names.dropoff: ("a timestamp", pa.types.is_timestamp)} if needs_dropoff else {}),
         "PULocationID": ("an integer", _is_whole_number),
         "DOLocationID": ("an integer", _is_whole_number),
-        "trip_distance": ("a number", _is_number),
+        names.distance: ("a number", _is_number),
     }
     for column, (kind, is_kind) in expected.items():
         if column not in schema.names:
@@ -117,22 +159,34 @@ def request_columns_in(path: Path) -> list[str]:
 
 
 def read_trips(path: Path, color: str) -> pa.Table:
-    """The needed columns of a TLC file, timestamps renamed to pickup/dropoff_datetime.
+    """The needed columns of a TLC file, renamed to pickup/dropoff_datetime, trip_distance.
 
     The five core columns come first, in the order they always had; the request-time
     columns the file has follow.
     """
     _check_schema(path, color)
-    pickup, dropoff = timestamp_columns(color)
-    optional = request_columns_in(path)
+    columns = trip_columns(path, color)
     # pq.read_table's own reader (the dataset scanner), on an allocator that gives back what
     # it frees: arrow's default one keeps a month's parquet decoding buffers (~250 MB).
-    table = ds.dataset(path, format="parquet").to_table(
-        columns=[pickup, dropoff, *ZONE_COLUMNS, "trip_distance", *optional], memory_pool=_POOL
-    )
-    return table.rename_columns(
-        ["pickup_datetime", "dropoff_datetime", *ZONE_COLUMNS, "trip_distance", *optional]
-    )
+    table = ds.dataset(path, format="parquet").to_table(columns=list(columns), memory_pool=_POOL)
+    return table.rename_columns(list(columns.values()))
+
+
+def trip_columns(path: Path, color: str) -> dict[str, str]:
+    """The columns ``read_trips`` reads from a file, each with its prepared name.
+
+    The five core columns come first, in the order they always had; the request-time
+    columns the file has follow.
+    """
+    names = layout(color)
+    optional = request_columns_in(path)
+    return {
+        names.pickup: "pickup_datetime",
+        names.dropoff: "dropoff_datetime",
+        **{name: name for name in ZONE_COLUMNS},
+        names.distance: "trip_distance",
+        **{name: name for name in optional},
+    }
 
 
 def duration_minutes(table: pa.Table) -> np.ndarray:
@@ -199,13 +253,24 @@ def _writable(array: np.ndarray) -> np.ndarray:
 
 
 def prepare_trips(path: Path, color: str) -> PreparedTrips:
-    """Read a TLC file and keep the trips of 1 to 60 minutes, zones as categories.
-
-    Columns are taken out of the file's table one at a time, each dropped once used, so
-    that little more than the file's five columns is in memory at once.
-    """
+    """Read a TLC file and keep the trips of 1 to 60 minutes, zones as categories."""
     table = read_trips(path, color)
     rows_loaded = table.num_rows
+    frame = kept_trips(table)
+    if frame.empty:
+        raise DataError(
+            f"{path.name}: no trips kept: none of {rows_loaded} rows lasts "
+            f"{MIN_DURATION_MINUTES:g} to {MAX_DURATION_MINUTES:g} minutes"
+        )
+    return PreparedTrips(frame=frame, rows_loaded=rows_loaded)
+
+
+def kept_trips(table: pa.Table) -> pd.DataFrame:
+    """The trips of 1 to 60 minutes of ``read_trips``' table (or a part of it), prepared.
+
+    Columns are taken out of the table one at a time, each dropped once used, so that
+    little more than the file's five columns is in memory at once.
+    """
     duration = duration_minutes(table)
     keep = (duration >= MIN_DURATION_MINUTES) & (duration <= MAX_DURATION_MINUTES)
     duration = duration[keep]
@@ -238,33 +303,53 @@ def prepare_trips(path: Path, color: str) -> PreparedTrips:
         kept = pc.filter(narrow, mask, memory_pool=_POOL)
         del narrow
         columns[name] = _writable(kept.to_numpy(zero_copy_only=False))
-    frame = pd.DataFrame(columns, copy=False)  # the arrays are new: no need to copy them
-    if frame.empty:
-        raise DataError(
-            f"{path.name}: no trips kept: none of {rows_loaded} rows lasts "
-            f"{MIN_DURATION_MINUTES:g} to {MAX_DURATION_MINUTES:g} minutes"
+    return pd.DataFrame(columns, copy=False)  # the arrays are new: no need to copy them
+
+
+def join_months(months: Sequence[PreparedTrips]) -> PreparedTrips:
+    """Consecutive prepared months as one (a training window), in the order given.
+
+    The zones stay categorical, over the union of the months' zones (concatenating
+    categoricals with different categories would give Python objects).
+    """
+    if len(months) == 1:
+        return months[0]
+    frames = [month.frame for month in months]
+    zones = {
+        name: pd.CategoricalDtype(
+            pd.Index(
+                sorted(set().union(*(frame[name].cat.categories for frame in frames))),
+                dtype="int32",
+            )
         )
-    return PreparedTrips(frame=frame, rows_loaded=rows_loaded)
+        for name in ZONE_COLUMNS
+    }
+    frame = pd.concat([frame.astype(zones) for frame in frames], ignore_index=True)
+    return PreparedTrips(frame=frame, rows_loaded=sum(month.rows_loaded for month in months))
 
 
-RAW_PICKUP_COLUMNS = tuple(f"{prefix}_pickup_datetime" for prefix in _TIMESTAMP_PREFIX.values())
+RAW_PICKUP_COLUMNS = tuple(dict.fromkeys(names.pickup for names in LAYOUTS.values()))
+RAW_DISTANCE_COLUMNS = tuple(dict.fromkeys(names.distance for names in LAYOUTS.values()))
 
 
 def normalize_raw_trips(raw: pd.DataFrame) -> pd.DataFrame:
-    """Raw TLC rows (green or yellow, as published) in the prepared column layout.
+    """Raw TLC rows (any color, as published) in the prepared column layout.
 
     Used at prediction time, when the dropoff is not known: no duration filter. A pickup
     time given as text (e.g. from JSON) is parsed; one that can't be parsed is missing.
     The request-time columns are optional: absent or not a number, they are missing (NaN).
     """
     rename = {}
-    for prefix in _TIMESTAMP_PREFIX.values():
-        rename[f"{prefix}_pickup_datetime"] = "pickup_datetime"
-        rename[f"{prefix}_dropoff_datetime"] = "dropoff_datetime"
+    for names in LAYOUTS.values():
+        rename[names.pickup] = "pickup_datetime"
+        rename[names.dropoff] = "dropoff_datetime"
+        rename[names.distance] = "trip_distance"
     frame = raw.rename(columns=rename)
-    missing = [c for c in (*ZONE_COLUMNS, "trip_distance") if c not in frame]
+    missing = [c for c in ZONE_COLUMNS if c not in frame]
     if "pickup_datetime" not in frame:
         missing.insert(0, " or ".join(RAW_PICKUP_COLUMNS))
+    if "trip_distance" not in frame:
+        missing.append(" or ".join(RAW_DISTANCE_COLUMNS))
     if missing:
         raise DataError(f"input rows lack column(s) {', '.join(missing)}")
     if not pd.api.types.is_datetime64_any_dtype(frame["pickup_datetime"]):
@@ -285,24 +370,24 @@ def normalize_raw_trips(raw: pd.DataFrame) -> pd.DataFrame:
 def read_trips_to_score(path: Path, color: str) -> pd.DataFrame:
     """Every trip of a TLC file (no duration filter), in the raw layout a model is served with."""
     _check_schema(path, color, needs_dropoff=False)
-    pickup, _ = timestamp_columns(color)
+    names = layout(color)
     optional = request_columns_in(path)
-    table = pq.read_table(path, columns=[pickup, *ZONE_COLUMNS, "trip_distance", *optional])
+    table = pq.read_table(path, columns=[names.pickup, *ZONE_COLUMNS, names.distance, *optional])
     trips: pd.DataFrame = table.to_pandas()
     return trips
 
 
 def raw_example(frame: pd.DataFrame, color: str, rows: int | None = 5) -> pd.DataFrame:
     """Prepared trips (the first ``rows``, or all) in the raw TLC layout a model is served with."""
-    pickup, _ = timestamp_columns(color)
+    names = layout(color)
     head = frame if rows is None else frame.head(rows)
     return pd.DataFrame(
         {
-            pickup: head["pickup_datetime"].to_numpy(),
+            names.pickup: head["pickup_datetime"].to_numpy(),
             # Integers as published; floats (NaN for missing) where a zone is missing.
             "PULocationID": _zone_ids(head["PULocationID"]),
             "DOLocationID": _zone_ids(head["DOLocationID"]),
-            "trip_distance": head["trip_distance"].to_numpy(),
+            names.distance: head["trip_distance"].to_numpy(),
             # Request-time fields as numbers, NaN where the month lacks them.
             **{
                 name: head[name].to_numpy(dtype=np.float64)

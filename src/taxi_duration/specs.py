@@ -30,6 +30,7 @@ from pydantic import (
 from taxi_duration.choices import (
     COLORS,
     FEATURE_SETS,
+    FIRST_PUBLISHED_MONTH,
     MODEL_KINDS,
     PRESETS,
     TrainingConfig,
@@ -83,6 +84,7 @@ FeatureSetName = Annotated[
 PresetName = Annotated[str, AfterValidator(_one_of("preset", PRESETS)), _enum(PRESETS)]
 MonthNumber = Annotated[int, _in_range("month", 1, 12)]
 MinImprovement = Annotated[float, _in_range("min_improvement", 0, unit="(minutes of RMSE)")]
+Window = Annotated[int, _in_range("window", 1, 60, unit="months")]
 
 
 def check_month(color: str, month: Month, role: str) -> None:
@@ -121,6 +123,29 @@ class Spec(BaseModel):
             ) from None
 
 
+class DaskOptions(Spec):
+    """Where a command runs on Dask: a local cluster of ``workers``, or an existing one."""
+
+    workers: Annotated[int, _in_range("workers", 1, 256)] | None = Field(
+        None,
+        description="worker processes of a local Dask cluster "
+        "(backtest default 2; train default: none, in one process)",
+    )
+    dask_address: str | None = Field(
+        None, description="an existing Dask scheduler, e.g. tcp://127.0.0.1:8786"
+    )
+
+    @property
+    def on_dask(self) -> bool:
+        return self.workers is not None or self.dask_address is not None
+
+    @model_validator(mode="after")
+    def _check_one_cluster(self) -> Self:
+        if self.workers is not None and self.dask_address is not None:
+            raise InvalidInputError("give --workers or --dask-address, not both")
+        return self
+
+
 _MONTH_HELP = "the training month (a scheduled run without it takes the months from its date)"
 
 
@@ -136,6 +161,9 @@ class TrainingSpec(Spec):
     )
     val_year: int | None = Field(None, description="the validation month (default: the next)")
     val_month: MonthNumber | None = Field(None, description="1-12")
+    window: Window = Field(
+        1, description="train on the N consecutive months ending at the training month"
+    )
     train_path: str | None = Field(None, description="local parquet file instead of downloading")
     val_path: str | None = Field(None, description="local parquet file for the validation month")
     register_version: bool = Field(
@@ -173,6 +201,13 @@ class TrainingSpec(Spec):
             raise InvalidInputError("the training month is required: give year and month")
         return self.train_month
 
+    def training_months(self) -> list[Month]:
+        """The ``window`` consecutive months ending at the training month, oldest first."""
+        months = [self.required_train_month()]
+        while len(months) < self.window:
+            months.insert(0, months[0].previous())
+        return months
+
     @property
     def validation_month(self) -> Month | None:
         if not self._validates() or self.train_month is None:
@@ -209,11 +244,34 @@ class TrainingSpec(Spec):
                 "--no-validation (validation false) conflicts with a validation month or file"
             )
         check_month(self.color, self.train_month, "training")
+        self._check_window()
         if self.validation_month is not None:
             check_month(self.color, self.validation_month, "validation")
         _local_file(self.train_path, "train")
         _local_file(self.val_path, "validation")
         return self
+
+    def _check_window(self) -> None:
+        months = self.training_months()
+        first = FIRST_PUBLISHED_MONTH[self.color]
+        if months[0] < first:
+            last = months[-1]
+            widest = (last.year - first.year) * 12 + last.month - first.month + 1
+            raise InvalidInputError(
+                f"window {self.window} reaches back to {months[0]}, before the first published "
+                f"{self.color} month {first}: allowed 1-{widest} for training month {last}"
+            )
+        if self.train_path is not None and self.window > 1:
+            raise InvalidInputError(
+                f"window {self.window} needs {self.window} months; --train-path gives one: "
+                "give --window 1 or leave out --train-path"
+            )
+        validation = self.validation_month
+        if validation is not None and validation in months:
+            raise InvalidInputError(
+                f"validation month {validation} is inside the training window "
+                f"{months[0]}..{months[-1]}: validate on a month outside it"
+            )
 
     def with_months(self, train: Month, val: Month | None) -> Self:
         """The same spec for chosen months (a scheduled run), checked again."""
@@ -224,8 +282,8 @@ class TrainingSpec(Spec):
         return self.parse(**values)
 
 
-class TrainSpec(TrainingSpec):
-    """``taxi-duration train`` and the ``train`` flow."""
+class TrainSpec(DaskOptions, TrainingSpec):
+    """``taxi-duration train`` and the ``train`` flow; on Dask with a cluster given."""
 
     validation: bool = Field(
         True, description="off (--no-validation): train on one month only, validate on none"
@@ -243,7 +301,12 @@ class TrainSpec(TrainingSpec):
 
     @model_validator(mode="after")
     def _check_model(self) -> Self:
-        self.config  # noqa: B018 (a preset that conflicts with --model or --features raises)
+        config = self.config  # a preset that conflicts with --model or --features raises
+        if self.on_dask and not config.uses_native_categorical:
+            raise InvalidInputError(
+                f"--model {config.model} --features {config.features} does not train on Dask: "
+                "distributed training takes the default model (XGBoost, default features)"
+            )
         return self
 
 
@@ -319,7 +382,7 @@ class CacheSpec(Spec):
     )
 
 
-class BacktestSpec(Spec):
+class BacktestSpec(DaskOptions):
     """``taxi-duration backtest`` and the ``backtest`` flow."""
 
     color: Color = Field("green", description="taxi type")
@@ -333,12 +396,6 @@ class BacktestSpec(Spec):
     model: ModelKind | None = Field(None, description="default: xgboost")
     features: FeatureSetName | None = Field(None, description="default: default")
     preset: PresetName | None = Field(None, description="reference: the course's XGBoost, exactly")
-    workers: Annotated[int, _in_range("workers", 1, 256)] | None = Field(
-        None, description="worker processes of the local Dask cluster (default 2)"
-    )
-    dask_address: str | None = Field(
-        None, description="an existing Dask scheduler, e.g. tcp://127.0.0.1:8786"
-    )
     threads: Annotated[int, _in_range("threads", 1, 1024)] | None = Field(
         None,
         description="XGBoost threads in all, shared by parallel trials or workers "
@@ -369,7 +426,5 @@ class BacktestSpec(Spec):
             )
         check_month(self.color, first, "first")
         check_month(self.color, last, "last")
-        if self.workers is not None and self.dask_address is not None:
-            raise InvalidInputError("give --workers or --dask-address, not both")
         self.config  # noqa: B018 (a preset that conflicts with --model or --features raises)
         return self

@@ -3,16 +3,17 @@ given as JSON and shown as a Prefect artifact."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 
 from taxi_duration import __version__
 from taxi_duration.models import FitResult, TrainingConfig
 from taxi_duration.months import Month
-from taxi_duration.prepare import PreparedTrips, raw_example
+from taxi_duration.prepare import raw_example
 from taxi_duration.promote import PromotionDecision
 
 if TYPE_CHECKING:
@@ -58,17 +59,31 @@ class RunRecord:
         )
 
 
+class Trips(Protocol):
+    """What a record needs of a month's trips: counts, and rows for the input example."""
+
+    @property
+    def frame(self) -> pd.DataFrame: ...
+    @property
+    def rows_loaded(self) -> int: ...
+    @property
+    def rows_kept(self) -> int: ...
+
+
 def run_record(
     config: TrainingConfig,
     color: str,
-    months: tuple[Month, Month | None],
-    trips: tuple[PreparedTrips, PreparedTrips | None],
+    months: tuple[Sequence[Month], Month | None],
+    trips: tuple[Trips, Trips | None],
     fit: FitResult,
     metrics: dict[str, float],
     n_features: int,
 ) -> RunRecord:
-    """The record of a run that trained ``config`` on ``trips`` of ``months`` (train, val)."""
-    train_month, val_month = str(months[0]), str(months[1] or "none")
+    """The record of a run that trained ``config`` on ``trips`` of ``months`` (the training
+    window, oldest first, and the validation month)."""
+    window, val_month = months[0], str(months[1] or "none")
+    train_month = str(window[-1])
+    trained_on = train_month if len(window) == 1 else f"{window[0]}..{train_month}"
     train, val = trips
     counts = {"rows_loaded": train.rows_loaded, "rows_kept": train.rows_kept}
     if val is not None:
@@ -76,9 +91,14 @@ def run_record(
     logged = {**metrics, **{key: float(value) for key, value in counts.items()}}
     if fit.best_iteration is not None:
         logged["best_iteration"] = fit.best_iteration
-    tags = {"color": color, "train_month": train_month, "val_month": val_month}
+    tags = {
+        "color": color,
+        "train_month": train_month,
+        "window": str(len(window)),
+        "val_month": val_month,
+    }
     return RunRecord(
-        run_name=f"{config.preset or config.model}-{config.features}-{color}-{train_month}",
+        run_name=f"{config.preset or config.model}-{config.features}-{color}-{trained_on}",
         params={**config.params(), **tags, "n_features": n_features},
         metrics=logged,
         tags={**tags, "taxi_duration_version": __version__},
@@ -122,6 +142,14 @@ class TrainSummary:
     promotion_reason: str = ""
     best_params: dict[str, Any] | None = None  # tune only
     n_trials: int | None = None  # tune only
+    window: int = 1  # the training months, ending at train_month
+
+    @property
+    def trained_on(self) -> str:
+        """``2023-01``, or ``3 months ending 2023-03`` for a window."""
+        if self.window == 1:
+            return self.train_month
+        return f"{self.window} months ending {self.train_month}"
 
     @classmethod
     def of_run(
@@ -144,6 +172,7 @@ class TrainSummary:
         return cls(
             color=record.tags["color"],
             train_month=record.tags["train_month"],
+            window=int(record.tags.get("window", "1")),
             val_month=None if val_month == "none" else val_month,
             model=config.model,
             features=config.features,
@@ -192,7 +221,7 @@ class TrainSummary:
             ("Color", self.color),
             (
                 "Training month",
-                f"{self.train_month}: {self.rows_loaded:,} rows, {self.rows_kept:,} kept",
+                f"{self.trained_on}: {self.rows_loaded:,} rows, {self.rows_kept:,} kept",
             ),
             ("Validation month", val),
             ("Model", f"{self.model} on `{self.features}` features ({self.n_features:,})"),

@@ -45,6 +45,7 @@ from taxi_duration.ingest import file_digest
 from taxi_duration.models import TripDurationModel
 from taxi_duration.prepare import (
     IGNORED_TLC_COLUMNS,
+    RAW_DISTANCE_COLUMNS,
     RAW_PICKUP_COLUMNS,
     REQUEST_COLUMNS,
     ZONE_COLUMNS,
@@ -98,7 +99,7 @@ class RegisteredModel:
 
 
 def _raw_trip_signature() -> ModelSignature:
-    """Raw TLC rows of either color: one of the pickup columns, zones, distance.
+    """Raw TLC rows of any color: one of the pickup columns, zones, one of the distances.
 
     Zones are of any type: published as integers, they become floats in months with nulls.
     The request-time fields are optional and of any numeric type (missing: NaN); the other
@@ -106,12 +107,13 @@ def _raw_trip_signature() -> ModelSignature:
     """
     pickups = [ColSpec("datetime", name, required=False) for name in RAW_PICKUP_COLUMNS]
     zones = [ColSpec(AnyType(), name) for name in ZONE_COLUMNS]  # type: ignore[no-untyped-call]
+    distances = [ColSpec("double", name, required=False) for name in RAW_DISTANCE_COLUMNS]
     optional = [
         ColSpec(AnyType(), name, required=False)  # type: ignore[no-untyped-call]
         for name in (*REQUEST_COLUMNS, *IGNORED_TLC_COLUMNS)
     ]
     return ModelSignature(
-        inputs=Schema([*pickups, *zones, ColSpec("double", "trip_distance"), *optional]),
+        inputs=Schema([*pickups, *zones, *distances, *optional]),
         outputs=Schema([ColSpec("double", "predicted_duration")]),
     )
 

@@ -330,3 +330,33 @@ def test_a_future_month_exits_2_at_once(workspace: Path, fault_server: FaultServ
     assert sum(fault_server.requests.values()) == 0
     assert not (workspace / "data").exists()
     assert not (workspace / "mlflow").exists()
+
+
+# --- a Dask scheduler nobody runs: bad input, reported within seconds, nothing downloaded --
+
+
+def test_an_unreachable_dask_scheduler_exits_2_within_seconds(
+    workspace: Path, fault_server: FaultServer, prefect_api_url: str
+) -> None:
+    address = closed_port_url().replace("http://", "tcp://")
+    begun = time.monotonic()
+    result = run_cli(
+        workspace,
+        fault_server.url,
+        prefect_api_url,
+        "train",
+        "--year",
+        "2023",
+        "--month",
+        "1",
+        "--dask-address",
+        address,
+        timeout=120,
+    )
+    seconds = time.monotonic() - begun
+    line = one_error_line(result)
+    assert result.returncode == 2
+    assert f"dask address {address!r} is unreachable" in line
+    assert seconds < 60  # the CLI's start and the flow's included; the connect gives up at 5 s
+    assert sum(fault_server.requests.values()) == 0
+    assert not (workspace / "mlflow").exists()

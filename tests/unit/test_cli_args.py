@@ -13,6 +13,7 @@ from taxi_duration import __version__, cli
 
 TRAIN = ["train", "--year", "2023", "--month", "1"]
 TUNE = ["tune", "--year", "2023", "--month", "1"]
+FHVHV_2019_01 = ["--color", "fhvhv", "--year", "2019", "--month", "1"]
 # The function that runs a command once its arguments are checked.
 FLOW_RUNNER = "_run"
 
@@ -139,6 +140,21 @@ def test_tune_argument_error(
             ("2013-07", "2013-08", "green"),
         ),
         ([*TRAIN, "--train-path", "missing/train.parquet"], ("train file", "does not exist")),
+        # High-volume for-hire trips are published from 2019-02, in every command.
+        (["train", *FHVHV_2019_01], ("month 2019-01", "first published fhvhv month 2019-02")),
+        (["tune", *FHVHV_2019_01], ("month 2019-01", "first published fhvhv month 2019-02")),
+        (
+            ["predict", *FHVHV_2019_01, "--output", "p.parquet"],
+            ("month 2019-01", "first published fhvhv month 2019-02"),
+        ),
+        (
+            ["backtest", "--color", "fhvhv", "--from", "2019-01", "--to", "2019-03"],
+            ("month 2019-01", "first published fhvhv month 2019-02"),
+        ),
+        (
+            ["train", "--color", "fhvhv", "--year", "2019", "--month", "3", "--window", "3"],
+            ("window 3 reaches back to 2019-01", "fhvhv month 2019-02", "allowed 1-2"),
+        ),
     ],
 )
 def test_validation_errors_name_what_is_allowed(
@@ -146,6 +162,7 @@ def test_validation_errors_name_what_is_allowed(
 ) -> None:
     assert cli.main(argv) == 2  # returned by main, not raised by argparse
     err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1, err
     for text in named:
         assert text in err
 

@@ -66,13 +66,22 @@ def test_tlc_url(base: str) -> None:
 
 
 def test_first_published_months() -> None:
-    assert {"yellow": Month(2009, 1), "green": Month(2013, 8)} == FIRST_PUBLISHED_MONTH
-    assert set(COLORS) == {"green", "yellow"}
+    assert {
+        "yellow": Month(2009, 1),
+        "green": Month(2013, 8),
+        "fhvhv": Month(2019, 2),
+    } == FIRST_PUBLISHED_MONTH
+    assert set(COLORS) == {"green", "yellow", "fhvhv"}
 
 
 @pytest.mark.parametrize(
     ("color", "month"),
-    [("green", Month(2013, 8)), ("green", Month(2023, 1)), ("yellow", Month(2009, 1))],
+    [
+        ("green", Month(2013, 8)),
+        ("green", Month(2023, 1)),
+        ("yellow", Month(2009, 1)),
+        ("fhvhv", Month(2019, 2)),
+    ],
 )
 def test_check_color_and_month_accepts(color: str, month: Month) -> None:
     check_color_and_month(color, month)
@@ -94,6 +103,7 @@ def test_check_color_rejects_unknown_color(color: str) -> None:
         ("green", Month(2013, 7), "2013-08"),
         ("green", Month(2012, 5), "2013-08"),
         ("yellow", Month(2008, 12), "2009-01"),
+        ("fhvhv", Month(2019, 1), "2019-02"),
     ],
 )
 def test_check_month_before_first_published(color: str, month: Month, first: str) -> None:

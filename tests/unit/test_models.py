@@ -22,10 +22,12 @@ from taxi_duration.models import (
     FitResult,
     TrainingConfig,
     TripDurationModel,
+    dmatrix,
     encode,
     encode_training,
     fit_estimator,
     n_features,
+    train_booster,
     training_config,
 )
 from taxi_duration.months import Month
@@ -220,6 +222,28 @@ def test_xgboost_default_stops_on_a_slice_of_the_training_month(
     )
     baseline = _mean_rmse(green_train["duration"].to_numpy(), green_val["duration"].to_numpy())
     assert error < 0.6 * baseline
+
+
+def test_the_holdout_split_off_the_features_trains_the_booster_of_a_sliced_dmatrix(
+    green_train: pd.DataFrame,
+) -> None:
+    """fit_estimator splits the features before building any DMatrix and boosts on a
+    QuantileDMatrix (memory); the model must be the one slicing a DMatrix of every row
+    gives, to the last bit."""
+    config = _fast(training_config(), rounds=15)
+    preprocessor = Preprocessor.fit(green_train, config.feature_set)
+    features = encode_training(preprocessor, green_train, config)
+    labels = green_train["duration"].to_numpy()
+    split = fit_estimator(config, features, labels)
+    assert config.xgboost is not None
+    sliced = train_booster(config.xgboost, dmatrix(features, labels))
+    assert split.history == sliced.history
+    assert isinstance(split.estimator, xgb.Booster)
+    assert isinstance(sliced.estimator, xgb.Booster)
+    every_row = dmatrix(features)
+    np.testing.assert_array_equal(
+        split.estimator.predict(every_row), sliced.estimator.predict(every_row)
+    )
 
 
 def test_xgboost_default_does_not_depend_on_the_validation_month(

@@ -9,12 +9,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from tlc_samples import PREFIX, make_trips, write_month
+from tlc_samples import make_trips, write_month
 
 from taxi_duration.errors import DataError, InvalidInputError
 from taxi_duration.months import Month
 from taxi_duration.prepare import (
     REQUEST_COLUMNS,
+    join_months,
+    layout,
     normalize_raw_trips,
     prepare_trips,
     raw_example,
@@ -31,14 +33,14 @@ def _columns(color: str, seconds: list[float], **overrides: pa.Array) -> dict[st
     n = len(seconds)
     pickup = np.full(n, START)
     dropoff = pickup + (np.asarray(seconds) * 1_000_000).astype("timedelta64[us]")
-    prefix = PREFIX[color]
+    names = layout(color)
     columns: dict[str, pa.Array] = {
         "VendorID": pa.array(np.ones(n, dtype=np.int64)),
-        f"{prefix}_pickup_datetime": pa.array(pickup, pa.timestamp("us")),
-        f"{prefix}_dropoff_datetime": pa.array(dropoff, pa.timestamp("us")),
+        names.pickup: pa.array(pickup, pa.timestamp("us")),
+        names.dropoff: pa.array(dropoff, pa.timestamp("us")),
         "PULocationID": pa.array(np.arange(n, dtype=np.int64) % 5 + 1),
         "DOLocationID": pa.array(np.arange(n, dtype=np.int64) % 3 + 10),
-        "trip_distance": pa.array(np.linspace(0.5, 5.0, n)),
+        names.distance: pa.array(np.linspace(0.5, 5.0, n)),
     }
     for name, values in overrides.items():
         columns[name] = values
@@ -46,19 +48,23 @@ def _columns(color: str, seconds: list[float], **overrides: pa.Array) -> dict[st
 
 
 def _write(tmp_path: Path, color: str, columns: dict[str, pa.Array]) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / f"{color}_tripdata_2023-01.parquet"
     pq.write_table(pa.table(columns), path)
     return path
 
 
 def _column_name(color: str, short: str) -> str:
-    return f"{PREFIX[color]}_{short}_datetime" if short in ("pickup", "dropoff") else short
+    names = layout(color)
+    return {"pickup": names.pickup, "dropoff": names.dropoff, "trip_distance": names.distance}.get(
+        short, short
+    )
 
 
 # --- duration and filter ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("color", ["green", "yellow"])
+@pytest.mark.parametrize("color", ["green", "yellow", "fhvhv"])
 def test_duration_filter_keeps_1_to_60_minutes_inclusive(color: str, tmp_path: Path) -> None:
     seconds = [60.0, 3600.0, 59.4, 3600.6, -60.0, 0.0, 1800.0, 7200.0]
     path = _write(tmp_path, color, _columns(color, seconds))
@@ -118,20 +124,33 @@ def test_request_time_fields_and_nothing_known_after_the_trip(tmp_path: Path) ->
         assert after not in frame.columns
 
 
+def test_fhvhv_month_distance_is_trip_miles_and_nothing_known_after_the_trip(
+    tmp_path: Path,
+) -> None:
+    path = write_month(tmp_path, "fhvhv", JAN, rows=300)
+    raw = pd.read_parquet(path)
+    frame = prepare_trips(path, "fhvhv").frame
+    kept = (raw["dropoff_datetime"] - raw["pickup_datetime"]).dt.total_seconds().between(60, 3600)
+    np.testing.assert_array_equal(frame["trip_distance"], raw.loc[kept, "trip_miles"])
+    # No request-time field of green or yellow in fhvhv files: missing, the same every month.
+    for name in REQUEST_COLUMNS:
+        assert frame[name].isna().all()
+    known_after = {"trip_time", "base_passenger_fare", "driver_pay", "tips", "dropoff_datetime"}
+    assert not known_after & set(frame.columns)
+
+
 def test_request_time_field_that_is_not_a_number_is_missing(tmp_path: Path) -> None:
     columns = _columns("yellow", [600.0] * 2, VendorID=pa.array(["CMT", "VTS"]))
     frame = prepare_trips(_write(tmp_path, "yellow", columns), "yellow").frame
     assert frame["VendorID"].isna().all()
 
 
-@pytest.mark.parametrize("color", ["green", "yellow"])
+@pytest.mark.parametrize("color", ["green", "yellow", "fhvhv"])
 def test_generated_month_matches_pandas_reference(color: str, tmp_path: Path) -> None:
     path = write_month(tmp_path, color, JAN)
     raw = pd.read_parquet(path)
-    prefix = PREFIX[color]
-    minutes = (
-        raw[f"{prefix}_dropoff_datetime"] - raw[f"{prefix}_pickup_datetime"]
-    ).dt.total_seconds() / 60
+    names = layout(color)
+    minutes = (raw[names.dropoff] - raw[names.pickup]).dt.total_seconds() / 60
     expected = raw[(minutes >= 1) & (minutes <= 60)].reset_index(drop=True)
 
     prepared = prepare_trips(path, color)
@@ -143,7 +162,7 @@ def test_generated_month_matches_pandas_reference(color: str, tmp_path: Path) ->
     np.testing.assert_allclose(
         frame["duration"], minutes[(minutes >= 1) & (minutes <= 60)], rtol=0, atol=1e-9
     )
-    np.testing.assert_array_equal(frame["trip_distance"], expected["trip_distance"])
+    np.testing.assert_array_equal(frame["trip_distance"], expected[names.distance])
     for zone in ("PULocationID", "DOLocationID"):
         assert isinstance(frame[zone].dtype, pd.CategoricalDtype)
         categories = frame[zone].cat.categories
@@ -152,8 +171,30 @@ def test_generated_month_matches_pandas_reference(color: str, tmp_path: Path) ->
         np.testing.assert_array_equal(frame[zone].astype("int64"), expected[zone])
     np.testing.assert_array_equal(
         frame["pickup_datetime"].to_numpy(dtype="datetime64[us]"),
-        expected[f"{prefix}_pickup_datetime"].to_numpy(dtype="datetime64[us]"),
+        expected[names.pickup].to_numpy(dtype="datetime64[us]"),
     )
+
+
+def test_a_window_joins_its_months_in_order_with_the_union_of_their_zones(
+    tmp_path: Path,
+) -> None:
+    first = _columns("green", [600.0] * 3, PULocationID=pa.array([5, 7, 5], pa.int64()))
+    second = _columns("green", [120.0] * 2, PULocationID=pa.array([9, None], pa.int64()))
+    months = [
+        prepare_trips(_write(tmp_path / name, "green", columns), "green")
+        for name, columns in (("a", first), ("b", second))
+    ]
+    joined = join_months(months)
+    assert joined.rows_loaded == 5
+    assert list(joined.frame.columns) == list(months[0].frame.columns)
+    assert joined.frame.index.tolist() == [0, 1, 2, 3, 4]
+    zones = joined.frame["PULocationID"]
+    assert isinstance(zones.dtype, pd.CategoricalDtype)  # not Python objects
+    assert list(zones.cat.categories) == [5, 7, 9]
+    assert zones.tolist()[:4] == [5, 7, 5, 9]
+    assert zones.isna().tolist() == [False, False, False, False, True]
+    np.testing.assert_array_equal(joined.frame["duration"], [10.0] * 3 + [2.0] * 2)
+    assert join_months(months[:1]) is months[0]
 
 
 def test_missing_timestamps_are_dropped(tmp_path: Path) -> None:
@@ -217,7 +258,7 @@ def test_integer_trip_distance_and_other_timestamp_units(tmp_path: Path) -> None
 # --- schema and data errors ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("color", ["green", "yellow"])
+@pytest.mark.parametrize("color", ["green", "yellow", "fhvhv"])
 @pytest.mark.parametrize("short", REQUIRED)
 def test_missing_required_column(color: str, short: str, tmp_path: Path) -> None:
     column = _column_name(color, short)
@@ -283,6 +324,7 @@ def test_unknown_color(tmp_path: Path) -> None:
     [
         ("green", ("lpep_pickup_datetime", "lpep_dropoff_datetime")),
         ("yellow", ("tpep_pickup_datetime", "tpep_dropoff_datetime")),
+        ("fhvhv", ("pickup_datetime", "dropoff_datetime")),
     ],
 )
 def test_timestamp_columns(color: str, names: tuple[str, str]) -> None:
@@ -297,17 +339,17 @@ def test_timestamp_columns_unknown_color() -> None:
 # --- raw rows at prediction time ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("color", ["green", "yellow"])
+@pytest.mark.parametrize("color", ["green", "yellow", "fhvhv"])
 def test_normalize_raw_trips_renames(color: str) -> None:
     raw = make_trips(color, JAN, rows=20)
+    names = layout(color)
     frame = normalize_raw_trips(raw)
-    assert {"pickup_datetime", "dropoff_datetime"} <= set(frame.columns)
-    assert not any(c.startswith(PREFIX[color]) for c in frame.columns)
-    pd.testing.assert_series_equal(
-        frame["pickup_datetime"], raw[f"{PREFIX[color]}_pickup_datetime"], check_names=False
-    )
+    assert {"pickup_datetime", "dropoff_datetime", "trip_distance"} <= set(frame.columns)
+    assert not {"lpep_pickup_datetime", "tpep_pickup_datetime", "trip_miles"} & set(frame)
+    pd.testing.assert_series_equal(frame["pickup_datetime"], raw[names.pickup], check_names=False)
+    pd.testing.assert_series_equal(frame["trip_distance"], raw[names.distance], check_names=False)
     assert len(frame) == 20  # no duration filter at prediction time
-    assert f"{PREFIX[color]}_pickup_datetime" in raw.columns  # the input is not modified
+    assert {names.pickup, names.distance} <= set(raw.columns)  # the input is not modified
 
 
 def test_normalize_raw_trips_without_dropoff() -> None:
@@ -342,19 +384,25 @@ def test_normalize_raw_trips_request_fields_are_optional() -> None:
 def test_normalize_raw_trips_names_all_missing_columns() -> None:
     with pytest.raises(DataError) as caught:
         normalize_raw_trips(pd.DataFrame({"VendorID": [1]}))
-    for column in ("pickup_datetime", "PULocationID", "DOLocationID", "trip_distance"):
+    for column in (
+        "pickup_datetime",
+        "PULocationID",
+        "DOLocationID",
+        "trip_distance or trip_miles",
+    ):
         assert column in str(caught.value)
 
 
-@pytest.mark.parametrize("color", ["green", "yellow"])
+@pytest.mark.parametrize("color", ["green", "yellow", "fhvhv"])
 def test_raw_example_round_trips(color: str, tmp_path: Path) -> None:
     frame = prepare_trips(write_month(tmp_path, color, JAN, rows=200), color).frame
     raw = raw_example(frame, color, rows=4)
+    names = layout(color)
     assert list(raw.columns) == [
-        f"{PREFIX[color]}_pickup_datetime",
+        names.pickup,
         "PULocationID",
         "DOLocationID",
-        "trip_distance",
+        names.distance,
         *REQUEST_COLUMNS,
     ]
     assert len(raw) == 4

@@ -45,6 +45,14 @@ def test_a_spec_without_months_is_a_scheduled_run() -> None:
     assert spec.with_months(Month(2023, 1), None).validation_month == Month(2023, 2)
 
 
+def test_a_window_is_the_months_ending_at_the_training_month_oldest_first() -> None:
+    assert TrainSpec.parse(year=2023, month=2).training_months() == [Month(2023, 2)]
+    spec = TrainSpec.parse(year=2023, month=2, window=3)
+    assert spec.training_months() == [Month(2022, 12), Month(2023, 1), Month(2023, 2)]
+    assert spec.validation_month == Month(2023, 3)
+    assert TuneSpec.parse(year=2013, month=9, window=2).training_months()[0] == Month(2013, 8)
+
+
 def test_specs_are_frozen() -> None:
     spec = TrainSpec.parse(year=2023, month=1)
     with pytest.raises(Exception, match="frozen"):
@@ -77,6 +85,14 @@ def test_specs_are_frozen() -> None:
         ({"min_improvement": -0.5}, "min_improvement -0.5 is out of range: 0 or more"),
         ({"min_improvement": "lots"}, "min_improvement 'lots' is invalid"),
         ({"bogus": 1}, "bogus 1 is invalid"),
+        ({"window": 0}, "window 0 is out of range: allowed 1-60 months"),
+        (
+            {"year": 2013, "month": 9, "window": 3},
+            "window 3 reaches back to 2013-07, before the first published green month 2013-08: "
+            "allowed 1-2 for training month 2013-09",
+        ),
+        ({"window": 2, "val_year": 2022, "val_month": 12}, "2022-12 is inside the training window"),
+        ({"window": 2, "train_path": "t.parquet"}, "window 2 needs 2 months; --train-path"),
     ],
 )
 def test_invalid_train_specs(kwargs: dict[str, object], named: str) -> None:
@@ -136,6 +152,26 @@ def test_invalid_backtest_specs(kwargs: dict[str, object], named: str) -> None:
         BacktestSpec.parse(**{"start": "2023-01", "end": "2023-03", **kwargs})
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"workers": 0}, "workers 0 is out of range"),
+        ({"workers": 2, "dask_address": "tcp://127.0.0.1:1"}, "not both"),
+        ({"workers": 2, "model": "linear"}, "--model linear --features default does not train on"),
+        ({"dask_address": "tcp://h:1", "preset": "reference"}, "--features pu_do does not train"),
+    ],
+)
+def test_invalid_distributed_train_specs(kwargs: dict[str, object], named: str) -> None:
+    with pytest.raises(InvalidInputError, match=named):
+        TrainSpec.parse(**{"year": 2023, "month": 1, **kwargs})
+
+
+def test_a_train_spec_is_on_dask_with_a_cluster_given() -> None:
+    assert not TrainSpec.parse(year=2023, month=1).on_dask
+    assert TrainSpec.parse(year=2023, month=1, workers=2).on_dask
+    assert TrainSpec.parse(year=2023, month=1, dask_address="tcp://127.0.0.1:8786").on_dask
+
+
 @pytest.mark.parametrize(("option", "role"), [("train_path", "train"), ("val_path", "validation")])
 def test_missing_local_file(option: str, role: str, tmp_path: Path) -> None:
     missing = tmp_path / "missing.parquet"
@@ -163,7 +199,7 @@ def test_local_file_not_parquet_is_bad_input(tmp_path: Path) -> None:
 def test_allowed_values_reach_the_ui_schema() -> None:
     """Prefect renders a flow's parameter from this schema: the choices are listed."""
     properties = TrainSpec.model_json_schema()["properties"]
-    assert properties["color"]["enum"] == ["yellow", "green"]
+    assert properties["color"]["enum"] == ["yellow", "green", "fhvhv"]
     models_allowed = [option.get("enum") for option in properties["model"]["anyOf"]]
     assert ["xgboost", "linear"] in models_allowed
 

@@ -57,6 +57,11 @@ def test_markdown_with_validation() -> None:
     assert "Steps: ingest 1.2s · train 5.0s" in text
 
 
+def test_markdown_names_a_window_by_its_months() -> None:
+    text = _summary(window=3, train_month="2023-03").markdown()
+    assert "| Training month | 3 months ending 2023-03: 68,211 rows, 65,946 kept |" in text
+
+
 def test_markdown_without_validation() -> None:
     text = _summary(val_month=None, val_rows=None, val_rows_loaded=None, rmse=None).markdown()
     assert "| Validation month | none |" in text

@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from prefect import get_client, get_run_logger, task
@@ -28,6 +28,7 @@ from prefect.tasks import Task, exponential_backoff
 
 from taxi_duration import (
     charts,
+    distributed,
     evaluate,
     ingest,
     models,
@@ -41,6 +42,9 @@ from taxi_duration.cache import PreparedCache, prepare_cached
 from taxi_duration.errors import TRANSIENT_ERRORS
 from taxi_duration.months import Month
 from taxi_duration.settings import Settings
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 
 def _retry_if_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
@@ -134,6 +138,27 @@ def train_task(
     if fit.best_iteration is not None:
         get_run_logger().info("best iteration: %d", fit.best_iteration)
     return fit
+
+
+@task(name="train-on-dask", cache_policy=NO_CACHE)
+def train_on_dask_task(
+    client: Client,
+    config: models.TrainingConfig,
+    color: str,
+    train_files: list[Path],
+    val_file: Path | None,
+) -> distributed.DistributedRun:
+    """Prepare, featurize, train and evaluate on the cluster (the files are read there)."""
+    run = distributed.train_on_cluster(client, config, color, train_files, val_file)
+    get_run_logger().info(
+        "on %d dask workers: %d trips kept of %d, best iteration %s, metrics %s",
+        len(client.scheduler_info()["workers"]),
+        run.train.rows_kept,
+        run.train.rows_loaded,
+        run.fit.best_iteration,
+        run.metrics,
+    )
+    return run
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import pyarrow.parquet as pq
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from taxi_duration import models, prepare, summary, tracking
+from taxi_duration import distributed, models, prepare, promote, summary, tracking
 from taxi_duration.cache import PreparedCache
 from taxi_duration.cpus import threads_per_job
 from taxi_duration.flows.progress import timed
@@ -20,6 +21,7 @@ from taxi_duration.flows.tasks import (
     prepare_task,
     promote_task,
     register_task,
+    train_on_dask_task,
     train_task,
 )
 from taxi_duration.ingest import tlc_url
@@ -32,8 +34,8 @@ STEPS = ("ingest", "prepare", "features", "train", "evaluate", "explain", "regis
 
 @dataclass(frozen=True)
 class PreparedMonths:
-    """The prepared trips of a run's training month and of its validation month, if any,
-    and where each came from."""
+    """The prepared trips of a run's training window (its months as one) and of its
+    validation month, if any, and where each month came from."""
 
     train: prepare.PreparedTrips
     val: prepare.PreparedTrips | None
@@ -43,7 +45,8 @@ class PreparedMonths:
 def prepare_month_pair(
     settings: Settings, spec: TrainingSpec, timings: dict[str, float]
 ) -> tuple[PreparedMonths, models.FeatureData]:
-    """ingest, prepare and make the features of the spec's training and validation months."""
+    """ingest, prepare and make the features of the spec's training window and validation
+    month."""
     months = prepare_months(settings, spec, timings)
     with timed(timings, "features", spec.config.features):
         data = features_task(spec.config, months.train, months.val)
@@ -53,31 +56,64 @@ def prepare_month_pair(
 def prepare_months(
     settings: Settings, spec: TrainingSpec, timings: dict[str, float]
 ) -> PreparedMonths:
-    """ingest and prepare the spec's training and validation months (or its local files)."""
+    """ingest and prepare the spec's training window and validation month (or its local
+    files): each month is downloaded and prepared once (cached), the window's months are
+    then joined."""
     val_month = spec.validation_month
-    chosen = f"{spec.color} " + ", ".join(str(m) for m in (spec.train_month, val_month) if m)
-    with timed(timings, "ingest", chosen):
-        train_file = spec.train_file or ingest_month(
-            settings, spec.color, spec.required_train_month()
-        )
-        val_file = spec.val_file
-        if val_month is not None and val_file is None:
-            val_file = ingest_month(settings, spec.color, val_month)
+    train_months = spec.training_months()
+    train_files, val_file = ingest_months(settings, spec, timings)
     cache = PreparedCache.of(settings)
-    with timed(timings, "prepare", chosen):
-        train = prepare_task(train_file, spec.color, cache)
+    with timed(timings, "prepare", chosen_months(spec)):
+        window = [prepare_task(path, spec.color, cache) for path in train_files]
         val = None if val_file is None else prepare_task(val_file, spec.color, cache)
-    train_month = spec.required_train_month()
+        train = prepare.join_months(window)
     datasets = [
         _month_data(
-            settings, spec.color, "training", train_month, train_file, train, spec.train_file
+            settings, spec.color, "training", month, path, trips.rows_loaded, spec.train_file
         )
+        for month, path, trips in zip(train_months, train_files, window, strict=True)
     ]
     if val is not None and val_file is not None and val_month is not None:
         datasets.append(
-            _month_data(settings, spec.color, "validation", val_month, val_file, val, spec.val_file)
+            _month_data(
+                settings,
+                spec.color,
+                "validation",
+                val_month,
+                val_file,
+                val.rows_loaded,
+                spec.val_file,
+            )
         )
     return PreparedMonths(train, val, tuple(datasets))
+
+
+def chosen_months(spec: TrainingSpec) -> str:
+    """The color and months a run uses, for its progress lines: ``green 2023-01, 2023-02``
+    (a window: ``green 2022-11..2023-01, 2023-02``)."""
+    window = spec.training_months()
+    train = str(window[0]) if len(window) == 1 else f"{window[0]}..{window[-1]}"
+    val = spec.validation_month
+    return f"{spec.color} {train}" + ("" if val is None else f", {val}")
+
+
+def ingest_months(
+    settings: Settings, spec: TrainingSpec, timings: dict[str, float]
+) -> tuple[list[Path], Path | None]:
+    """The files of the spec's training window and validation month: its local files, or
+    each month downloaded once (cached)."""
+    val_month = spec.validation_month
+    with timed(timings, "ingest", chosen_months(spec)):
+        if spec.train_file is not None:  # one month (the spec allows no wider window)
+            train_files = [spec.train_file]
+        else:
+            train_files = [
+                ingest_month(settings, spec.color, month) for month in spec.training_months()
+            ]
+        val_file = spec.val_file
+        if val_month is not None and val_file is None:
+            val_file = ingest_month(settings, spec.color, val_month)
+    return train_files, val_file
 
 
 def _month_data(
@@ -86,12 +122,17 @@ def _month_data(
     context: str,
     month: Month,
     path: Path,
-    trips: prepare.PreparedTrips,
+    rows: int,
     given: Path | None,
 ) -> summary.MonthData:
     """A month's lineage: the local file given, else the URL it was downloaded from."""
     source = str(given.resolve()) if given is not None else tlc_url(settings.data_url, color, month)
-    return summary.MonthData(context, path.stem, source, path, trips.rows_loaded)
+    return summary.MonthData(context, path.stem, source, path, rows)
+
+
+def _rows(path: Path) -> int:
+    """A file's rows, from its parquet footer (the file itself is read elsewhere)."""
+    return int(pq.read_metadata(path).num_rows)
 
 
 def train_and_register(
@@ -112,7 +153,7 @@ def train_and_register(
     record = summary.run_record(
         config,
         spec.color,
-        (spec.required_train_month(), spec.validation_month),
+        (spec.training_months(), spec.validation_month),
         (months.train, months.val),
         fit,
         metrics,
@@ -160,7 +201,7 @@ def publish(settings: Settings, result: summary.TrainSummary, kind: str) -> None
     create_markdown_artifact(
         key=f"{kind}-summary",
         markdown=result.markdown(),
-        description=f"{kind.title()} on {result.color} {result.train_month}",
+        description=f"{kind.title()} on {result.color} {result.trained_on}",
     )
 
 
@@ -205,7 +246,66 @@ def train(spec: TrainSpec = _ANY_MONTHS) -> summary.TrainSummary:
     spec = with_scheduled_months(spec)
     settings = Settings()
     timings: dict[str, float] = {}
-    months, data = prepare_month_pair(settings, spec, timings)
-    result = train_and_register(settings, spec, spec.config, months, data, timings)
+    if spec.on_dask:
+        result = train_on_dask(settings, spec, timings)
+    else:
+        months, data = prepare_month_pair(settings, spec, timings)
+        result = train_and_register(settings, spec, spec.config, months, data, timings)
     publish(settings, result, "train")
     return result
+
+
+# A distributed run registers a challenger: comparing with the champion would score the
+# validation month through both versions in this process.
+_NOT_COMPARED = (
+    "not compared with the champion: a distributed run registers a challenger "
+    "(make it the champion with `taxi-duration promote --version N`)"
+)
+
+
+def train_on_dask(
+    settings: Settings, spec: TrainSpec, timings: dict[str, float]
+) -> summary.TrainSummary:
+    """The window's months read, prepared and trained on by the spec's Dask cluster; the
+    model registered as a local run's is. The cluster is reached before any download."""
+    train_months, val_month = spec.training_months(), spec.validation_month
+    with distributed.dask_client(spec.dask_address, spec.workers) as client:
+        train_files, val_file = ingest_months(settings, spec, timings)
+        run = train_on_dask_task(client, spec.config, spec.color, train_files, val_file)
+    timings.update(run.timings)
+    record = summary.run_record(
+        spec.config,
+        spec.color,
+        (train_months, val_month),
+        (run.train, run.val),
+        run.fit,
+        run.metrics,
+        run.n_features,
+    )
+    datasets = [
+        _month_data(settings, spec.color, "training", month, path, _rows(path), spec.train_file)
+        for month, path in zip(train_months, train_files, strict=True)
+    ]
+    if val_month is not None and val_file is not None:
+        datasets.append(
+            _month_data(
+                settings,
+                spec.color,
+                "validation",
+                val_month,
+                val_file,
+                _rows(val_file),
+                spec.val_file,
+            )
+        )
+    record = replace(record, datasets=tuple(datasets), tags={**record.tags, **_prefect_tags()})
+    with timed(timings, "register"):
+        registered = register_task(settings, run.model, record, spec.register_version)
+    decision = None
+    if registered.model_version is not None:
+        decision = promote.PromotionDecision(
+            False, _NOT_COMPARED, run.metrics.get("rmse"), None, None
+        )
+    return summary.TrainSummary.of_run(
+        record, run.model, run.fit, registered, decision, settings.tracking_uri, timings
+    )
