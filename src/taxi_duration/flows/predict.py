@@ -65,12 +65,13 @@ def predict(spec: PredictSpec) -> PredictSummary:
     """Predict the duration of every trip of a month; write ride id, zones, prediction."""
     settings = Settings()
     timings: dict[str, float] = {}
+    # The model first: without one (no champion yet), fail before downloading the month.
+    uri = spec.model_uri or f"models:/{settings.registered_model(spec.color)}@champion"
+    version = tracking.resolve_version(settings, uri)
     with timed(timings, "ingest", f"{spec.color} {spec.scored_month}"):
         path = spec.input_file or ingest_month(settings, spec.color, spec.scored_month)
         trips = prepare.read_trips_to_score(path, spec.color)
-    with timed(timings, "score"):
-        uri = spec.model_uri or f"models:/{settings.registered_model(spec.color)}@champion"
-        version = tracking.resolve_version(settings, uri)
+    with timed(timings, "score", f"version {version}"):
         predicted = score_task(settings, uri, trips)
     output = predict_step.output_path(spec.output, settings.output_dir)
     with timed(timings, "write"):
