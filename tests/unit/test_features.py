@@ -162,7 +162,8 @@ def test_transform_frame_categories_and_unseen_zones(
         "pickup_hour",
         "pickup_weekday",
         *REQUEST_COLUMNS,
-        *STATISTIC_FEATURES,
+        # Not expected_duration, which grows with distance: the default is monotone in it.
+        *(name for name in STATISTIC_FEATURES if name != "expected_duration"),
     ]
     assert out.index.equals(month_with_unseen_zones.index)
     tlc_zones = sorted(str(zone) for zone in range(1, 266))
@@ -207,7 +208,6 @@ def test_default_zero_distance_is_unknown(green_train: pd.DataFrame) -> None:
     pre = Preprocessor.fit(green_train, feature_set("default"))
     out = pre.transform_frame(frame)
     assert np.isnan(out["trip_distance"].to_numpy()).tolist() == [True, True, False, True]
-    assert np.isnan(out["expected_duration"].to_numpy()).tolist() == [True, True, False, True]
     # The course's sets keep a recorded 0 as the number 0.
     pu_do = Preprocessor.fit(green_train, feature_set("pu_do")).transform_sparse(frame)
     assert pu_do[0, pu_do.shape[1] - 1] == 0.0
@@ -233,7 +233,11 @@ def test_feature_set_definitions() -> None:
     assert default.zero_distance_unknown
     assert default.zone_statistics
     assert {"pickup_hour", "pickup_weekday", "trip_distance"} <= set(default.numeric)
-    assert set(REQUEST_COLUMNS) | set(STATISTIC_FEATURES) <= set(default.numeric)
+    assert set(REQUEST_COLUMNS) | set(STATISTIC_FEATURES) - {"expected_duration"} <= set(
+        default.numeric
+    )
+    # It grows with distance: the default, monotone in distance, leaves it out.
+    assert "expected_duration" not in default.numeric
     # Nothing known only after the trip.
     for after in ("fare_amount", "tip_amount", "total_amount", "RatecodeID", "store_and_fwd_flag"):
         assert after not in default.numeric

@@ -18,6 +18,7 @@ from taxi_duration.evaluate import rmse
 from taxi_duration.features import Preprocessor
 from taxi_duration.models import (
     DEFAULT_XGBOOST,
+    MONOTONE_IN_DISTANCE,
     REFERENCE_XGBOOST,
     FitResult,
     TrainingConfig,
@@ -50,7 +51,10 @@ def test_training_config_defaults() -> None:
     config = training_config()
     assert config.model == "xgboost"
     assert config.features == "default"
-    assert config.xgboost == DEFAULT_XGBOOST
+    assert config.xgboost is not None
+    # The default feature set's model is monotone in distance; others are not constrained.
+    assert config.xgboost.params == {**DEFAULT_XGBOOST.params, **MONOTONE_IN_DISTANCE}
+    assert training_config("xgboost", "pu_do").xgboost == DEFAULT_XGBOOST
     assert config.preset is None
     assert config.uses_native_categorical
     assert config.xgboost.keep_best_iteration
@@ -173,7 +177,7 @@ def test_encode_by_model_kind(green_train: pd.DataFrame) -> None:
     frame = encode(Preprocessor.fit(green_train, native.feature_set), green_train, native)
     matrix = encode(Preprocessor.fit(green_train, onehot.feature_set), green_train, onehot)
     assert isinstance(frame, pd.DataFrame)
-    assert n_features(frame) == 2 + len(native.feature_set.numeric) == 16
+    assert n_features(frame) == 2 + len(native.feature_set.numeric) == 15
     assert sp.issparse(matrix)
     assert n_features(matrix) == matrix.shape[1] > 100
 
