@@ -59,33 +59,19 @@ def prepare_months(
     """ingest and prepare the spec's training window and validation month (or its local
     files): each month is downloaded and prepared once (cached), the window's months are
     then joined."""
-    val_month = spec.validation_month
-    train_months = spec.training_months()
     train_files, val_file = ingest_months(settings, spec, timings)
     cache = PreparedCache.of(settings)
     with timed(timings, "prepare", chosen_months(spec)):
         window = [prepare_task(path, spec.color, cache) for path in train_files]
         val = None if val_file is None else prepare_task(val_file, spec.color, cache)
         train = prepare.join_months(window)
-    datasets = [
-        _month_data(
-            settings, spec.color, "training", month, path, trips.rows_loaded, spec.train_file
-        )
-        for month, path, trips in zip(train_months, train_files, window, strict=True)
-    ]
-    if val is not None and val_file is not None and val_month is not None:
-        datasets.append(
-            _month_data(
-                settings,
-                spec.color,
-                "validation",
-                val_month,
-                val_file,
-                val.rows_loaded,
-                spec.val_file,
-            )
-        )
-    return PreparedMonths(train, val, tuple(datasets))
+    datasets = months_lineage(
+        settings,
+        spec,
+        (train_files, [trips.rows_loaded for trips in window]),
+        (val_file, None if val is None else val.rows_loaded),
+    )
+    return PreparedMonths(train, val, datasets)
 
 
 def chosen_months(spec: TrainingSpec) -> str:
@@ -114,6 +100,30 @@ def ingest_months(
         if val_month is not None and val_file is None:
             val_file = ingest_month(settings, spec.color, val_month)
     return train_files, val_file
+
+
+def months_lineage(
+    settings: Settings,
+    spec: TrainingSpec,
+    train: tuple[list[Path], list[int]],
+    validation: tuple[Path | None, int | None],
+) -> tuple[summary.MonthData, ...]:
+    """The lineage of the window's months (their files, as ``ingest_months`` gave them, and
+    the rows each held) and of the validation month's file and rows, if any."""
+    train_files, train_rows = train
+    datasets = [
+        _month_data(settings, spec.color, "training", month, path, rows, spec.train_file)
+        for month, path, rows in zip(spec.training_months(), train_files, train_rows, strict=True)
+    ]
+    val_file, val_rows = validation
+    val_month = spec.validation_month
+    if val_month is not None and val_file is not None and val_rows is not None:
+        datasets.append(
+            _month_data(
+                settings, spec.color, "validation", val_month, val_file, val_rows, spec.val_file
+            )
+        )
+    return tuple(datasets)
 
 
 def _month_data(
@@ -282,23 +292,13 @@ def train_on_dask(
         run.metrics,
         run.n_features,
     )
-    datasets = [
-        _month_data(settings, spec.color, "training", month, path, _rows(path), spec.train_file)
-        for month, path in zip(train_months, train_files, strict=True)
-    ]
-    if val_month is not None and val_file is not None:
-        datasets.append(
-            _month_data(
-                settings,
-                spec.color,
-                "validation",
-                val_month,
-                val_file,
-                _rows(val_file),
-                spec.val_file,
-            )
-        )
-    record = replace(record, datasets=tuple(datasets), tags={**record.tags, **_prefect_tags()})
+    datasets = months_lineage(
+        settings,
+        spec,
+        (train_files, [_rows(path) for path in train_files]),
+        (val_file, None if val_file is None else _rows(val_file)),
+    )
+    record = replace(record, datasets=datasets, tags={**record.tags, **_prefect_tags()})
     with timed(timings, "register"):
         registered = register_task(settings, run.model, record, spec.register_version)
     decision = None
