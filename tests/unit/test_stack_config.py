@@ -15,6 +15,18 @@ from taxi_duration.errors import InvalidInputError
 from taxi_duration.settings import Settings
 
 
+def _stack_up(env: dict[str, str], folder: Path) -> subprocess.CompletedProcess[str]:
+    """``python -m taxi_duration.stack up`` in ``folder`` with only ``env``."""
+    return subprocess.run(
+        [sys.executable, "-m", "taxi_duration.stack", "up"],
+        env=env,
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def test_a_port_left_in_time_wait_is_free_and_a_listening_one_is_not() -> None:
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -112,14 +124,7 @@ def test_stack_up_with_a_bad_alert_setting_exits_2_and_starts_nothing(tmp_path: 
         "TAXI_DURATION_STACK_DIR": str(tmp_path / "stack"),
         "TAXI_DURATION_SMTP_TLS": "maybe",
     }
-    result = subprocess.run(
-        [sys.executable, "-m", "taxi_duration.stack", "up"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = _stack_up(env, tmp_path)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith("taxi-duration: error: "), "not the CLI's one error path"
@@ -155,14 +160,7 @@ def test_stack_up_off_loopback_without_credentials_exits_2_and_starts_nothing(
         "TAXI_DURATION_STACK_HOST": "0.0.0.0",
         "MLFLOW_TRACKING_USERNAME": "team",  # one of three: still refused
     }
-    result = subprocess.run(
-        [sys.executable, "-m", "taxi_duration.stack", "up"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = _stack_up(env, tmp_path)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1, result.stderr
     assert "TAXI_DURATION_STACK_HOST '0.0.0.0' is not a loopback address" in result.stderr
