@@ -144,13 +144,20 @@ def test_prefect_flow_run_retry_completes_a_crashed_run_from_the_cached_months(
     )
     assert retried.returncode == 0, retried.stdout + retried.stderr
     team_stack.wait_completed(killed_run.flow_run_id)
-    # Each month was downloaded and prepared by the crashed attempt. The retry prepares
-    # none again (Prefect's cache) and downloads none again (the data folder; a first
-    # download has no cache key, tasks.py, so ingest is Completed, not Cached).
+    # Each month was downloaded and prepared by the crashed attempt. The retry downloads
+    # none again (the data folder) and prepares none again: both months are read back from
+    # the prepared-months cache (cache.py), which the prepare task's log line says.
     retry = month_task_states(team_stack, killed_run.flow_run_id, skip=first_attempt)
-    assert retry["prepare"] == [("COMPLETED", "Cached")] * 2, retry
+    assert [kind for kind, _ in retry["prepare"]] == ["COMPLETED"] * 2, retry
     assert [kind for kind, _ in retry["ingest"]] == ["COMPLETED"] * 2, retry
     assert downloads(synthetic_data_url) == downloads_before
+    prepared = [
+        task_run["id"]
+        for task_run in month_task_runs(team_stack, killed_run.flow_run_id)
+        if task_run["name"].startswith("prepare-") and task_run["id"] not in first_attempt
+    ]
+    logs = team_stack.call("POST", "/logs/filter", {"logs": {"task_run_id": {"any_": prepared}}})
+    assert sum("(cached)" in record["message"] for record in logs) == 2, logs
 
 
 def downloads(data_url: str) -> list[str]:
