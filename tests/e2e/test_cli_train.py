@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from cli_output import non_progress_lines, progress_match
 from mlflow.tracking import MlflowClient
 
 from taxi_duration.flows.train import STEPS
@@ -50,16 +50,13 @@ def run_cli(workspace: Path, data_url: str, *args: str) -> subprocess.CompletedP
 
 
 # A step's progress line: "train linear ..." as it starts, "train linear 0.3 s" as it ends.
-PROGRESS_LINE = re.compile(
-    r"^(?P<step>[a-z]+)(?: .+?)? (?:(?P<start>\.\.\.)|(?P<failed>failed after )?\d+\.\d s)$"
-)
 
 
 def progress(stderr: str) -> list[str]:
     """The progress lines on stderr as "<step> started" or "<step> ended", in order."""
     found = []
     for line in stderr.splitlines():
-        match = PROGRESS_LINE.match(line.split(" - ")[-1])  # -v: after Prefect's prefix
+        match = progress_match(line)
         if match:
             ended = "failed" if match["failed"] else "ended"
             found.append(f"{match['step']} {'started' if match['start'] else ended}")
@@ -161,8 +158,7 @@ def test_bad_input_is_one_line_with_nothing_left_behind(
     assert result.returncode == exit_code
     assert result.stdout == ""
     # One error line; a month found missing only once the run started follows its progress.
-    lines = result.stderr.strip().splitlines()
-    error_lines = [line for line in lines if not PROGRESS_LINE.match(line)]
+    error_lines = non_progress_lines(result.stderr)
     assert len(error_lines) == 1, result.stderr
     assert expected in error_lines[0]
     assert "Traceback" not in result.stderr

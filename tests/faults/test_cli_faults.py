@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from cli_output import non_progress_lines
 from fault_support import FaultServer, closed_port_url, run_cli, start_cli, start_fault_server
 from mlflow.tracking import MlflowClient
 from tlc_samples import make_trips
@@ -50,7 +51,7 @@ def registry(workspace: Path) -> tuple[list[str], str | None]:
 
 def one_error_line(result: object) -> str:
     stderr = result.stderr  # type: ignore[attr-defined]
-    lines = stderr.strip().splitlines()
+    lines = non_progress_lines(stderr)  # a run that had started shows its steps first
     assert len(lines) == 1, stderr
     assert "Traceback" not in stderr
     assert lines[0].startswith("taxi-duration: error: ")
