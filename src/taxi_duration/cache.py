@@ -11,7 +11,9 @@ Hashing a source file costs about 0.2 s for a yellow month, so its digest is rem
 (as git's index does); a file rewritten in place gets a new modification time and is hashed
 again.
 
-Every write goes to a temporary name in the cache folder and is renamed when complete. A hit
+Every write goes to a temporary name in the cache folder and is renamed when complete; the
+name holds the writer's host and process id, so that the next write of the entry removes
+what a writer killed mid-way left (a live writer's, or another host's, is left alone). A hit
 sets the entry's modification time to now, so the modification time is the time of last
 use: when the entries' total size exceeds the bound (``TAXI_DURATION_CACHE_MAX_GB``), the
 least recently used are removed until it fits.
@@ -26,6 +28,7 @@ import importlib
 import inspect
 import json
 import os
+import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -147,7 +150,17 @@ class PreparedCache:
 
     def _write_atomically(self, target: Path, write: Callable[[Path], object]) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=self.root)
+        host = socket.gethostname()
+        for temp in self.root.glob(f".{target.name}~*.part"):
+            parts = temp.name.split("~")
+            if len(parts) != 4:
+                continue
+            _, writer_host, pid, _ = parts
+            if writer_host == host and pid.isdigit() and not _process_alive(int(pid)):
+                temp.unlink(missing_ok=True)  # left by a writer killed mid-way
+        fd, name = tempfile.mkstemp(
+            prefix=f".{target.name}~{host}~{os.getpid()}~", suffix=".part", dir=self.root
+        )
         os.close(fd)
         temp = Path(name)
         try:
@@ -194,6 +207,16 @@ class PreparedCache:
             for leftover in [*self.root.glob(".*.part"), self.root / DIGESTS_FILE]:
                 leftover.unlink(missing_ok=True)
         return entries
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def cache_listing(cache: PreparedCache, action: str) -> dict[str, Any]:

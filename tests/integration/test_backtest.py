@@ -160,4 +160,7 @@ def test_a_second_backtest_on_a_dask_cluster_reuses_the_prepared_months_without_
     assert downloads[1] == downloads[0]  # the second run downloaded nothing
     worker_log = (dask_logs / "worker.log").read_text(errors="replace")
     assert " ERROR " not in worker_log, worker_log[-3000:]
-    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    # Not Prefect's own background services (sending logs and events to the API), which can
+    # fail an item on a loaded machine without touching the run.
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not [r for r in errors if not r.name.startswith("prefect._internal")], errors

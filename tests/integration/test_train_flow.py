@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -31,16 +32,23 @@ from taxi_duration.specs import TrainSpec
 pytestmark = pytest.mark.slow
 
 
-def _task_states(flow_run_id: UUID) -> dict[str, list[str]]:
-    with get_client(sync_client=True) as client:
-        task_runs = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
-        )
-    states: dict[str, list[str]] = {}
-    for task_run in task_runs:
-        assert task_run.state is not None
-        states.setdefault(task_run.name.rsplit("-", 1)[0], []).append(task_run.state.name)
-    return states
+def _task_states(flow_run_id: UUID, **expected: int) -> dict[str, list[str]]:
+    """The states of the run's task runs by task, once each ``expected`` task has as many
+    final states: the API may record them a moment after the flow returns (loaded machine)."""
+    deadline = time.monotonic() + 60
+    while True:
+        with get_client(sync_client=True) as client:
+            task_runs = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+            )
+        states: dict[str, list[str]] = {}
+        for task_run in task_runs:
+            if task_run.state is not None and task_run.state.is_final():
+                states.setdefault(task_run.name.rsplit("-", 1)[0], []).append(task_run.state.name)
+        recorded = all(len(states.get(task, [])) >= n for task, n in expected.items())
+        if recorded or time.monotonic() > deadline:
+            return states
+        time.sleep(0.5)
 
 
 def _run(**parameters: Any) -> tuple[Any, UUID]:
@@ -101,7 +109,7 @@ def test_rerun_of_an_unchanged_month_reuses_download_and_prepared_months(
     # The first run's download was kept: nothing fetched again.
     assert [r for r in SERVED_REQUESTS[data_url] if r.startswith("GET")] == downloads
     assert _prepared_entries(workspace) == entries  # read, not rewritten
-    states = _task_states(flow_run_id)
+    states = _task_states(flow_run_id, ingest=2, prepare=2, train=1)
     assert states["ingest"] == ["Completed", "Completed"]
     assert states["prepare"] == ["Completed", "Completed"]
     assert states["train"] == ["Completed"]

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -166,3 +169,23 @@ def test_a_cached_month_makes_the_same_features(
             pd.testing.assert_frame_equal(one, other)
         else:
             assert (one != other).nnz == 0
+
+
+def test_a_write_removes_what_a_killed_writer_left_and_keeps_a_live_ones(
+    source: Path, cache: PreparedCache
+) -> None:
+    target = cache.entry_path(source, "green")
+    cache.root.mkdir(parents=True, exist_ok=True)
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True)  # fmt: skip
+    host = socket.gethostname()
+    killed = cache.root / f".{target.name}~{host}~{finished.stdout.strip()}~x1.part"
+    live = cache.root / f".{target.name}~{host}~{os.getpid()}~x2.part"
+    other_host = cache.root / f".{target.name}~elsewhere~{finished.stdout.strip()}~x3.part"
+    for temp in (killed, live, other_host):
+        temp.write_bytes(b"half a month")
+    prepare_cached(source, "green", cache)
+    assert target.exists()
+    assert not killed.exists()
+    assert live.exists()
+    assert other_host.exists()
