@@ -167,6 +167,15 @@ class Stack:
         )
         return "\n".join(f"{record['level']:>2} {record['message']}" for record in records)
 
+    def wait_for_log(self, flow_run_id: str, text: str, timeout: float = 60) -> str:
+        """The run's logs once they hold ``text``: they reach the API in batches, possibly
+        after the run is final."""
+        deadline = time.monotonic() + timeout
+        while text not in (logs := self.logs(flow_run_id)):
+            assert time.monotonic() < deadline, f"no {text!r} in the run's logs:\n{logs}"
+            time.sleep(1)
+        return logs
+
     def wait_final(self, flow_run_id: str, timeout: float = RUN_TIMEOUT_SECONDS) -> dict[str, Any]:
         """The flow run once it is in a final state (fails the test after ``timeout``)."""
         deadline = time.monotonic() + timeout

@@ -156,8 +156,15 @@ def test_prefect_flow_run_retry_completes_a_crashed_run_from_the_cached_months(
         for task_run in month_task_runs(team_stack, killed_run.flow_run_id)
         if task_run["name"].startswith("prepare-") and task_run["id"] not in first_attempt
     ]
-    logs = team_stack.call("POST", "/logs/filter", {"logs": {"task_run_id": {"any_": prepared}}})
-    assert sum("(cached)" in record["message"] for record in logs) == 2, logs
+    deadline = time.monotonic() + 60  # logs reach the API in batches
+    while True:
+        logs = team_stack.call(
+            "POST", "/logs/filter", {"logs": {"task_run_id": {"any_": prepared}}}
+        )
+        if sum("(cached)" in record["message"] for record in logs) == 2:
+            break
+        assert time.monotonic() < deadline, logs
+        time.sleep(1)
 
 
 def downloads(data_url: str) -> list[str]:

@@ -31,7 +31,7 @@ def test_a_relative_predict_output_survives_the_deployment_run(
     assert written.is_file(), sorted(str(p) for p in team_stack.directory.rglob("*.parquet"))
     predictions = pd.read_parquet(written)
     assert len(predictions) > 0
-    assert str(written) in team_stack.logs(flow_run_id)
+    team_stack.wait_for_log(flow_run_id, str(written))
     (artifact,) = team_stack.call(
         "POST",
         "/artifacts/filter",

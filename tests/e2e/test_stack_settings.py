@@ -69,8 +69,8 @@ def test_a_worker_restarted_from_a_clean_environment_runs_on_the_stacks_settings
         "train/monthly", *spec(color="yellow", year=2023, month=1, model="linear")
     )
     team_stack.wait_completed(flow_run_id)
-    assert str(team_stack.directory / "data" / "yellow_tripdata_2023-01.parquet") in (
-        team_stack.logs(flow_run_id)
+    team_stack.wait_for_log(
+        flow_run_id, str(team_stack.directory / "data" / "yellow_tripdata_2023-01.parquet")
     )
     client = MlflowClient(tracking_uri=team_stack.mlflow)
     experiment = client.get_experiment_by_name("nyc-taxi-duration")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from uuid import UUID
 
@@ -119,12 +120,23 @@ def test_default_xgboost_on_an_existing_dask_cluster_matches_train(
     assert result.rows == trained.rows_kept
 
 
-def _task_states(flow_run_id: UUID) -> dict[str, str]:
-    with get_client(sync_client=True) as client:
-        task_runs = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
-        )
-    return {run.name: run.state.name for run in task_runs if run.state is not None}
+def _task_states(flow_run_id: UUID, *names: str) -> dict[str, str]:
+    """The final states of the run's task runs by name, once ``names`` are among them:
+    Prefect records them from events, which a loaded machine can delay past the run."""
+    deadline = time.monotonic() + 60
+    while True:
+        with get_client(sync_client=True) as client:
+            task_runs = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+            )
+        states = {
+            run.name: run.state.name
+            for run in task_runs
+            if run.state is not None and run.state.is_final()
+        }
+        if set(names) <= set(states) or time.monotonic() > deadline:
+            return states
+        time.sleep(0.5)
 
 
 def test_a_second_backtest_on_a_dask_cluster_reuses_the_prepared_months_without_errors(
@@ -145,14 +157,15 @@ def test_a_second_backtest_on_a_dask_cluster_reuses_the_prepared_months_without_
         state = backtest_pairs.with_options(task_runner=runner)(spec, return_state=True)
         assert state.is_completed()
         assert state.state_details.flow_run_id is not None
-        states.append(_task_states(state.state_details.flow_run_id))
+        months = ("green-2023-01", "green-2023-02")
+        prepared = [f"prepare-{month}" for month in months]
+        states.append(_task_states(state.state_details.flow_run_id, *prepared))
         downloads.append([r for r in SERVED_REQUESTS[data_url] if r.startswith("GET")])
         entries.append(
             {p.name: p.stat().st_ino for p in (workspace / "data" / "prepared").glob("*.parquet")}
         )
 
     first, second = states
-    months = ("green-2023-01", "green-2023-02")
     assert {first[f"prepare-{month}"] for month in months} == {"Completed"}
     assert {second[f"prepare-{month}"] for month in months} == {"Completed"}
     assert len(entries[0]) == 2
