@@ -42,6 +42,7 @@ import pyarrow.parquet as pq
 
 from taxi_duration.ingest import file_digest
 from taxi_duration.prepare import PreparedTrips, prepare_trips
+from taxi_duration.processes import process_exists
 from taxi_duration.settings import Settings
 
 # The modules whose source decides what a prepared month holds and how it is stored.
@@ -156,7 +157,7 @@ class PreparedCache:
             if len(parts) != 4:
                 continue
             _, writer_host, pid, _ = parts
-            if writer_host == host and pid.isdigit() and not _process_alive(int(pid)):
+            if writer_host == host and pid.isdigit() and not process_exists(int(pid)):
                 temp.unlink(missing_ok=True)  # left by a writer killed mid-way
         fd, name = tempfile.mkstemp(
             prefix=f".{target.name}~{host}~{os.getpid()}~", suffix=".part", dir=self.root
@@ -207,16 +208,6 @@ class PreparedCache:
             for leftover in [*self.root.glob(".*.part"), self.root / DIGESTS_FILE]:
                 leftover.unlink(missing_ok=True)
         return entries
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
 
 
 def cache_listing(cache: PreparedCache, action: str) -> dict[str, Any]:

@@ -47,6 +47,7 @@ import httpx
 
 from taxi_duration.environment import RUN_ENVIRONMENT_DEFAULTS
 from taxi_duration.errors import InvalidInputError, StackError
+from taxi_duration.processes import process_exists
 from taxi_duration.settings import TLC_DATA_URL
 
 if TYPE_CHECKING:
@@ -410,12 +411,8 @@ def _read_pid(config: StackConfig, service: str) -> int | None:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not process_exists(pid):
         return False
-    except PermissionError:
-        return True
     # A zombie (our own exited child) counts as gone.
     try:
         waited, _ = os.waitpid(pid, os.WNOHANG)
