@@ -42,6 +42,17 @@ _ALL = "all"  # the column suffix of statistics over every row (not one fold's c
 _STATISTIC_KEYS = ("pickup", "dropoff", "pair")
 
 
+def local_cluster_kwargs(workers: int | None = None) -> dict[str, Any]:
+    """A local cluster of ``workers`` single-threaded processes (for ``LocalCluster``, or a
+    Dask task runner's ``cluster_kwargs``)."""
+    return {
+        "n_workers": workers or DEFAULT_WORKERS,
+        "threads_per_worker": 1,
+        "processes": True,
+        "dashboard_address": ":0",  # any free port: never clash with a running cluster
+    }
+
+
 @contextmanager
 def dask_client(address: str | None, workers: int | None = None) -> Iterator[Client]:
     """A client of the scheduler at ``address``, else of a local cluster of ``workers``."""
@@ -49,12 +60,7 @@ def dask_client(address: str | None, workers: int | None = None) -> Iterator[Cli
 
     if address is None:
         with (
-            LocalCluster(
-                n_workers=workers or DEFAULT_WORKERS,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=":0",  # any free port: never clash with a running cluster
-            ) as cluster,
+            LocalCluster(**local_cluster_kwargs(workers)) as cluster,
             Client(cluster) as client,
         ):
             yield client

@@ -30,13 +30,12 @@ from taxi_duration import __version__, evaluate, models, prepare, tracking
 from taxi_duration import backtest as steps
 from taxi_duration.cache import PreparedCache
 from taxi_duration.cpus import threads_per_job
+from taxi_duration.distributed import DEFAULT_WORKERS, local_cluster_kwargs
 from taxi_duration.errors import BacktestFailedError
 from taxi_duration.flows.tasks import ingest_arguments, ingest_with_settings, prepare_task
 from taxi_duration.months import Month
 from taxi_duration.settings import Settings
 from taxi_duration.specs import BacktestSpec
-
-DEFAULT_WORKERS = 2
 
 
 def task_runner(
@@ -47,14 +46,7 @@ def task_runner(
     if address is not None:
         runner = DaskTaskRunner(address=address)
         return cast("TaskRunner[PrefectFuture[Any]]", runner)
-    runner = DaskTaskRunner(
-        cluster_kwargs={
-            "n_workers": workers or DEFAULT_WORKERS,
-            "threads_per_worker": 1,
-            "processes": True,
-            "dashboard_address": ":0",  # any free port: never clash with a running cluster
-        }
-    )
+    runner = DaskTaskRunner(cluster_kwargs=local_cluster_kwargs(workers))
     return cast("TaskRunner[PrefectFuture[Any]]", runner)
 
 
