@@ -65,6 +65,9 @@ DEFAULT_POOL = "taxi-duration"
 DEFAULT_TIMEOUT_SECONDS = 180.0
 STOP_GRACE_SECONDS = 20.0
 SERVICES = ("prefect-server", "mlflow-server", "worker")
+# Answers of a busy Prefect server worth asking again after a pause (as its own client does).
+API_RETRY_STATUSES = frozenset({429, 502, 503})
+API_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
 
 
 @dataclass(frozen=True)
@@ -511,14 +514,31 @@ def mlflow_healthy(config: StackConfig) -> bool:
 def prefect_api(
     config: StackConfig, method: str, path: str, body: Any = None, timeout: float = 10.0
 ) -> httpx.Response:
-    """A request to the stack's Prefect API, with its credentials when it has some."""
-    return httpx.request(
-        method,
-        f"{config.prefect_api_url}{path}",
-        json=body,
-        headers=config.prefect_headers,
-        timeout=timeout,
-    )
+    """A request to the stack's Prefect API, with its credentials when it has some.
+
+    A busy server answers 503 (its SQLite database locked by another writer) or 429; like
+    Prefect's own client, wait and ask again (``Retry-After`` when it gives one) before
+    handing that answer back.
+    """
+    for delay in (*API_RETRY_DELAYS, None):
+        response = httpx.request(
+            method,
+            f"{config.prefect_api_url}{path}",
+            json=body,
+            headers=config.prefect_headers,
+            timeout=timeout,
+        )
+        if response.status_code not in API_RETRY_STATUSES or delay is None:
+            return response
+        time.sleep(_retry_after(response) or delay)
+    raise AssertionError("unreachable")
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return min(float(response.headers["Retry-After"]), max(API_RETRY_DELAYS))
+    except (KeyError, ValueError):
+        return None
 
 
 def worker_online(config: StackConfig) -> bool:

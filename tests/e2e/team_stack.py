@@ -23,7 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
+from taxi_duration.stack import StackConfig, prefect_api
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -139,9 +139,8 @@ class Stack:
         return {"Authorization": "Basic " + base64.b64encode(auth_string.encode()).decode()}
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        response = httpx.request(
-            method, f"{self.api}{path}", json=body, headers=self.headers, timeout=30
-        )
+        """The API's answer; a busy server (503, its database locked) is asked again."""
+        response = prefect_api(StackConfig.from_env(self.env), method, path, body, timeout=30)
         response.raise_for_status()
         return response.json()
 

@@ -6,7 +6,11 @@ import json
 import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -85,6 +89,52 @@ def test_flow_runs_get_the_data_url_outputs_bounded_mlflow_retries_and_heartbeat
         "OMP_WAIT_POLICY": "PASSIVE",
         "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
     }
+
+
+class _BusyThenReady(BaseHTTPRequestHandler):
+    """A Prefect API that answers 503 (database locked) to its first ``busy`` requests."""
+
+    busy: ClassVar[int] = 0
+    seen: ClassVar[list[str]] = []
+
+    def do_PATCH(self) -> None:
+        self.seen.append(self.command)
+        status = 503 if len(self.seen) <= self.busy else 204
+        self.send_response(status)
+        if status == 503:
+            self.send_header("Retry-After", "0")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def busy_api(tmp_path: Path) -> Iterator[stack.StackConfig]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _BusyThenReady)
+    _BusyThenReady.seen = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {
+        "TAXI_DURATION_STACK_DIR": str(tmp_path),
+        "TAXI_DURATION_PREFECT_PORT": str(server.server_address[1]),
+    }
+    yield stack.StackConfig.from_env(env)
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_busy_prefect_server_is_asked_again_and_its_last_answer_kept(
+    busy_api: stack.StackConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stack, "API_RETRY_DELAYS", (0.01, 0.01, 0.01))
+    _BusyThenReady.busy = 2  # as `stack up` met it under load in CI: HTTP 503, then fine
+    assert stack.prefect_api(busy_api, "PATCH", "/work_pools/p", {}).status_code == 204
+    assert len(_BusyThenReady.seen) == 3
+
+    _BusyThenReady.seen, _BusyThenReady.busy = [], 10  # still busy after every retry
+    assert stack.prefect_api(busy_api, "PATCH", "/work_pools/p", {}).status_code == 503
+    assert len(_BusyThenReady.seen) == 4
 
 
 def test_alert_settings_make_the_channels() -> None:
