@@ -396,7 +396,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return stack.run(args.action)
         spec = spec_from_args(args)
-        _configure_runtime(args)
+        if args.command != "cache":  # the cache's files need neither Prefect nor MLflow
+            _configure_runtime(args)
         result = _run(spec)
     except TaxiDurationError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)

@@ -279,3 +279,16 @@ def test_help_and_argument_errors_load_no_heavy_library(argv: list[str], tmp_pat
     imported = set(result.stdout.splitlines()[-1].split()[1:])  # after the help, if any
     assert "taxi_duration" in imported, result.stderr
     assert imported.isdisjoint(HEAVY_LIBRARIES), imported & set(HEAVY_LIBRARIES)
+
+
+def test_the_cache_commands_load_neither_prefect_nor_mlflow(tmp_path: Path) -> None:
+    """``cache ls`` lists files: it answered after seconds of Prefect's logging set-up."""
+    env = {**os.environ, "TAXI_DURATION_DATA_DIR": str(tmp_path / "data")}
+    for action, said in (("ls", "Cached 0 prepared months"), ("clear", "Removed 0 prepared")):
+        result = subprocess.run(
+            [sys.executable, "-c", _IMPORTED_AFTER, "cache", action], cwd=tmp_path, env=env,
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert said in result.stdout, result.stdout + result.stderr
+        imported = set(result.stdout.splitlines()[-1].split()[1:])
+        assert imported.isdisjoint({"prefect", "mlflow", "xgboost", "sklearn"}), imported
