@@ -23,6 +23,7 @@ Goals (issue #13): whole / sum of steps <= 3, course / ours >= 3, loaded / quiet
 the CLI's answers within 0.5 s. Timings depend on the machine's load: say which it was.
 
     .venv/bin/python benchmarks/end_to_end.py [--repeats 2] [--no-contention] [--keep DIR]
+        [--prefect-api-url URL]
 """
 
 from __future__ import annotations
@@ -69,9 +70,10 @@ def probe(argv: list[str]) -> None:
     import taxi_duration.tracking
 
     stamps["imported"] = time.time()
-    from prefect.server.api.server import SubprocessASGIServer
+    if not os.environ.get("PREFECT_API_URL"):
+        from prefect.server.api.server import SubprocessASGIServer
 
-    SubprocessASGIServer().start()  # the flow's client finds it running
+        SubprocessASGIServer().start()  # the flow's client finds it running
     stamps["server_started"] = time.time()
     result = taxi_duration.flows.train.train(spec).to_dict()
     stamps["flow_done"] = time.time()
@@ -191,6 +193,11 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--no-contention", dest="contention", action="store_false")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
+    parser.add_argument(
+        "--prefect-api-url",
+        help="run both flows on this Prefect server (as on a team's stack) instead of each "
+        "starting a temporary one",
+    )
     options = parser.parse_args()
     if not all((DATA_DIR / name).is_file() for name in MONTH_FILES):
         print(f"needs {', '.join(MONTH_FILES)} in {DATA_DIR}", file=sys.stderr)
@@ -200,10 +207,13 @@ def main() -> int:
         (work / folder).mkdir(parents=True, exist_ok=True)
     server, url = serve(DATA_DIR)
     env = child_env(work, url)
+    if options.prefect_api_url:
+        env["PREFECT_API_URL"] = options.prefect_api_url
     ours_cmd = [CLI, *COMMAND, "--json", "--quiet"]
     files = [str(work / "ours" / "data" / name) for name in MONTH_FILES]
     course_cmd = [sys.executable, str(BENCHMARKS / "course_flow.py"), *files]
     print(f"load average before: {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs)")
+    print(f"Prefect: {options.prefect_api_url or 'a temporary server per run (embedded default)'}")
     try:
         run(ours_cmd, work / "ours", env)  # warm-up
         run(course_cmd, work / "course", env)
