@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from pathlib import Path
 from uuid import UUID
 
 import pytest
+from cli_output import progress_match
 from data_server import SERVED_REQUESTS
 from mlflow.tracking import MlflowClient
 from prefect.client.orchestration import get_client
@@ -82,8 +84,14 @@ def test_a_month_not_published_fails_its_pair_and_keeps_the_others(
     code = cli.main(
         ["backtest", "--from", "2023-02", "--to", "2023-04", "--model", "linear", "--json"]
     )
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert code == 1
+    # Progress as the pairs end on the workers, and the MLflow logging's start and end.
+    progress = [line for line in err.splitlines() if progress_match(line)]
+    assert progress[0] == "pairs 2 on local dask cluster, 2 worker processes ...", err
+    assert re.fullmatch(r"pair 2023-02 -> 2023-03 \d+\.\d s", progress[1]), err
+    assert re.fullmatch(r"pair 2023-03 -> 2023-04 failed after \d+\.\d s", progress[2]), err
+    assert progress[4].startswith("track in MLflow "), err
     result = json.loads(out.strip().splitlines()[-1])
     ok, failed = result["results"]
     assert (ok["train"], ok["val"], ok["error"]) == ("2023-02", "2023-03", None)

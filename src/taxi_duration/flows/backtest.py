@@ -32,6 +32,7 @@ from taxi_duration.cache import PreparedCache
 from taxi_duration.cpus import threads_per_job
 from taxi_duration.distributed import DEFAULT_WORKERS, local_cluster_kwargs
 from taxi_duration.errors import BacktestFailedError
+from taxi_duration.flows.progress import progress_line, timed
 from taxi_duration.flows.tasks import ingest_arguments, ingest_with_settings, prepare_task
 from taxi_duration.months import Month
 from taxi_duration.settings import Settings
@@ -145,10 +146,13 @@ def _collect(
     (e.g. not published) is the pair's reason.
     """
     results = []
+    submitted = time.perf_counter()
     for (train, val), future in zip(pairs, futures, strict=True):
         future.wait()
         if future.state.is_completed():
-            results.append(future.result())
+            result = future.result()
+            progress_line("pair %s -> %s %.1f s", train, val, result.seconds or 0.0)
+            results.append(result)
             continue
         culprit = future
         for step in [*month_steps[train], *month_steps[val]]:
@@ -156,6 +160,8 @@ def _collect(
             if step.state.is_failed() or step.state.is_crashed():
                 culprit = step
                 break
+        waited = time.perf_counter() - submitted
+        progress_line("pair %s -> %s failed after %.1f s", train, val, waited)
         results.append(steps.PairResult(str(train), str(val), error=_error_of(culprit)))
     return results
 
@@ -232,6 +238,8 @@ def backtest_pairs(spec: BacktestSpec) -> steps.BacktestSummary:
     ]
     context = FlowRunContext.get()
     executor = executor_label(None if context is None else context.task_runner)
+    with timed({}, "pairs", f"{len(pairs)} on {executor}"):
+        results = _collect(pairs, futures, month_steps)
     summary = steps.BacktestSummary(
         color=color,
         start=str(first),
@@ -240,10 +248,11 @@ def backtest_pairs(spec: BacktestSpec) -> steps.BacktestSummary:
         features=config.features,
         preset=config.preset,
         baseline=steps.BASELINE_PRESET,
-        results=_collect(pairs, futures, month_steps),
+        results=results,
         executor=executor,
     )
-    _track(settings, summary)
+    with timed({}, "track", "in MLflow"):
+        _track(settings, summary)
     summary.seconds = round(time.perf_counter() - begun, 3)
     create_table_artifact(
         key="backtest-results",

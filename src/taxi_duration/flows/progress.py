@@ -34,3 +34,9 @@ def timed(timings: dict[str, float], step: str, about: str = "") -> Iterator[Non
         seconds = time.perf_counter() - start
         timings[step] = round(timings.get(step, 0.0) + seconds, 3)
     logger.info("%s %.1f s", name, seconds, extra=marked)
+
+
+def progress_line(message: str, *args: object) -> None:
+    """A progress line of what ended elsewhere (a task on a Dask worker): its own format,
+    "<step> [what] 1.2 s" or "<step> [what] failed after 1.2 s"."""
+    get_run_logger().info(message, *args, extra={PROGRESS: True})
