@@ -24,6 +24,7 @@ other rows get the whole training month's, carried in the fitted preprocessor.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +36,7 @@ from taxi_duration.choices import REQUEST_COLUMNS, ZONE_COLUMNS
 from taxi_duration.choices import STATISTIC_FEATURES as STATISTIC_FEATURES
 from taxi_duration.choices import FeatureSet as FeatureSet
 from taxi_duration.choices import feature_set as feature_set
+from taxi_duration.cpus import available_cpus
 from taxi_duration.errors import InvalidInputError
 
 # PU_DO is keyed as pickup * _PAIR_BASE + dropoff. TLC zone ids are 1..265; ids outside
@@ -226,22 +228,30 @@ class ZoneStatistics:
         distance: np.ndarray,
         duration: np.ndarray,
         scale: float = 1.0,
+        threads: int = 1,
     ) -> ZoneStatistics:
-        """From zone slots, known distances (NaN: unknown) and durations; counts x ``scale``."""
+        """From zone slots, known distances (NaN: unknown) and durations; counts x ``scale``.
+
+        The medians of durations and of speeds are computed on ``threads`` threads (pandas'
+        grouped median runs without the GIL).
+        """
         with np.errstate(invalid="ignore", divide="ignore"):
             speed = distance / duration
         pair = pair_slots(pickup, dropoff)
         pair_known = (pickup > 0) & (dropoff > 0)
-        medians = {}
-        for kind, values in (("duration", duration), ("speed", speed)):
+
+        def medians(values: np.ndarray) -> GroupMedians:
             finite = np.isfinite(values)
-            medians[kind] = GroupMedians(
+            return GroupMedians(
                 month=float(np.median(values[finite])) if finite.any() else np.nan,
                 pickup=_group_medians(pickup, values, pickup > 0, ZONE_SLOTS),
                 dropoff=_group_medians(dropoff, values, dropoff > 0, ZONE_SLOTS),
                 pair=_group_medians(pair, values, pair_known, PAIR_SLOTS),
             )
-        return cls.of_medians(medians["duration"], medians["speed"], scale)
+
+        with ThreadPoolExecutor(max_workers=max(1, min(threads, 2))) as pool:
+            by_duration, by_speed = pool.map(medians, (duration, speed))
+        return cls.of_medians(by_duration, by_speed, scale)
 
     @classmethod
     def of_medians(
@@ -295,7 +305,7 @@ def fit_zone_statistics(frame: pd.DataFrame) -> ZoneStatistics:
         raise InvalidInputError("zone statistics are fitted on trips with a 'duration' column")
     pickup, dropoff, distance = statistic_inputs(frame)
     duration = frame["duration"].to_numpy(dtype=np.float64)
-    return ZoneStatistics.fit(pickup, dropoff, distance, duration)
+    return ZoneStatistics.fit(pickup, dropoff, distance, duration, threads=available_cpus())
 
 
 def statistic_folds(n_rows: int, stream: int | None = None) -> np.ndarray:
@@ -316,16 +326,18 @@ def out_of_fold_statistics(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     duration = frame["duration"].to_numpy(dtype=np.float64)
     n_rows = len(frame)
     folds = statistic_folds(n_rows)
-    by_fold = []
-    for fold in range(STATISTIC_FOLDS):
+
+    def fit_fold(fold: int) -> ZoneStatistics:
         rest = folds != fold
         # Counts from (K-1)/K of the month, scaled so that they read like a whole month's.
         scale = n_rows / max(int(rest.sum()), 1)
-        by_fold.append(
-            ZoneStatistics.fit(
-                pickup[rest], dropoff[rest], distance[rest], duration[rest], scale=scale
-            )
+        return ZoneStatistics.fit(
+            pickup[rest], dropoff[rest], distance[rest], duration[rest], scale=scale
         )
+
+    # The folds' fits on the available CPUs: pandas' grouped median runs without the GIL.
+    with ThreadPoolExecutor(max_workers=available_cpus()) as pool:
+        by_fold = list(pool.map(fit_fold, range(STATISTIC_FOLDS)))
     return statistics_by_fold(frame, folds, by_fold)
 
 

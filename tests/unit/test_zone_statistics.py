@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from taxi_duration import features
 from taxi_duration.errors import InvalidInputError
 from taxi_duration.features import (
     PAIR_PRIOR_TRIPS,
@@ -158,3 +159,19 @@ def test_out_of_fold_pair_counts_read_like_a_whole_month(small_month: pd.DataFra
     frequent = (month["PULocationID"] == 1).to_numpy()
     # 29 other trips, 4/5 of them in the other folds, scaled back up by 5/4.
     assert oof["pair_trips"][frequent].mean() == pytest.approx(29, rel=0.1)
+
+
+def test_the_folds_fitted_on_threads_give_what_one_thread_gives(
+    green_train: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The folds' medians run on the available CPUs (pandas releases the GIL): same values."""
+    monkeypatch.setattr(features, "available_cpus", lambda: 1)
+    serial = out_of_fold_statistics(green_train)
+    whole = fit_zone_statistics(green_train)
+    monkeypatch.setattr(features, "available_cpus", lambda: 4)
+    threaded = out_of_fold_statistics(green_train)
+    for name in STATISTIC_FEATURES:
+        np.testing.assert_array_equal(threaded[name], serial[name])
+    again = fit_zone_statistics(green_train)
+    for field in dataclasses.fields(ZoneStatistics):
+        np.testing.assert_array_equal(getattr(again, field.name), getattr(whole, field.name))
