@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -414,3 +414,43 @@ def train_on_cluster(
         ),
         timings=timings,
     )
+
+
+class Predictor(Protocol):
+    """A registered version's model: raw TLC rows in, minutes out (NaN: cannot predict)."""
+
+    def predict_raw(self, frame: pd.DataFrame) -> Any: ...
+
+
+def _squared_errors_of_both(
+    frame: pd.DataFrame, versions: tuple[Predictor, Predictor], color: str
+) -> pd.DataFrame:
+    """Both versions' sums of squared errors on the trips that both of them predict."""
+    raw = prepare.raw_example(frame, color, rows=None)
+    new, champion = (np.asarray(version.predict_raw(raw), dtype=np.float64) for version in versions)
+    truth = frame["duration"].to_numpy(dtype=np.float64)
+    scored = np.isfinite(new) & np.isfinite(champion)
+    return pd.DataFrame(
+        {
+            "new": [float(np.sum((truth[scored] - new[scored]) ** 2))],
+            "champion": [float(np.sum((truth[scored] - champion[scored]) ** 2))],
+            "rows": [float(scored.sum())],
+        }
+    )
+
+
+def compare_on_cluster(
+    client: Client, val_path: Path, color: str, new: Predictor, champion: Predictor
+) -> tuple[float, float]:
+    """The new version's and the champion's RMSE on the validation month's trips that both
+    predict, as ``promote.compare_on`` gives them locally: the workers read the month and
+    score it through both versions (the client holds the two models, not the month)."""
+    import dask
+
+    trips, _ = read_prepared([val_path], color)
+    versions = dask.delayed((new, champion), traverse=False)
+    meta = pd.DataFrame({"new": [0.0], "champion": [0.0], "rows": [0.0]}).iloc[:0]
+    errors = trips.map_partitions(_squared_errors_of_both, versions, color, meta=meta)
+    total = client.compute(errors.sum()).result()
+    rows = max(float(total["rows"]), 1.0)
+    return float(np.sqrt(total["new"] / rows)), float(np.sqrt(total["champion"] / rows))

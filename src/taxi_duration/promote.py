@@ -52,9 +52,31 @@ def choose_champion(
 ) -> PromotionDecision:
     """Whether ``version`` replaces the champion: both are scored on the validation trips
     (``truth``, their true durations) and compared."""
+
+    def compared(champion: str) -> tuple[float, float]:
+        assert truth is not None
+        return compare_on(truth, score(version), score(champion))
+
+    return champion_by(
+        version, champion_version, None if truth is None else compared, min_improvement
+    )
+
+
+# Both versions' validation RMSE on the same trips, (new, champion), given the champion.
+Comparison = Callable[[str], tuple[float, float]]
+
+
+def champion_by(
+    version: str,
+    champion_version: str | None,
+    compared: Comparison | None,
+    min_improvement: float = 0.0,
+) -> PromotionDecision:
+    """Whether ``version`` replaces the champion, by their RMSEs on the validation month
+    (``compared``; None: no validation month)."""
     if champion_version is None:
         return PromotionDecision(True, "first version: no champion yet", None, None, None)
-    if truth is None:
+    if compared is None:
         return PromotionDecision(
             False,
             "no validation month to compare on: the champion stays",
@@ -62,7 +84,7 @@ def choose_champion(
             None,
             champion_version,
         )
-    new_rmse, champion_rmse = compare_on(truth, score(version), score(champion_version))
+    new_rmse, champion_rmse = compared(champion_version)
     improvement = champion_rmse - new_rmse
     promoted = improvement > min_improvement
     if promoted:

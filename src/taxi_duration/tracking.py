@@ -532,9 +532,21 @@ def resolve_version(settings: Settings, uri: str) -> str:
 
 
 @translate_errors
+def load_version(settings: Settings, version: str, color: str) -> Any:
+    """The pyfunc of a registered version of the color's model."""
+    return load_model(settings, f"models:/{settings.registered_model(color)}/{version}")
+
+
+def version_model(settings: Settings, version: str, color: str) -> TripDurationModel:
+    """The model inside a registered version's pyfunc: ours, so it pickles (to Dask workers),
+    where the pyfunc's class lives in a module MLflow makes on load."""
+    model: TripDurationModel = load_version(settings, version, color).unwrap_python_model().model
+    return model
+
+
 def score_version(settings: Settings, version: str, trips: pd.DataFrame, color: str) -> np.ndarray:
     """Predictions of a registered version for prepared trips (e.g. the validation month)."""
-    model = load_model(settings, f"models:/{settings.registered_model(color)}/{version}")
+    model = load_version(settings, version, color)
     return np.asarray(model.predict(raw_example(trips, color, rows=None)), dtype=np.float64)
 
 

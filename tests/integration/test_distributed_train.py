@@ -12,7 +12,7 @@ import pytest
 from data_server import SERVED_REQUESTS
 from tlc_samples import write_month
 
-from taxi_duration import evaluate, prepare, tracking
+from taxi_duration import evaluate, prepare, promote, tracking
 from taxi_duration.flows.train import train
 from taxi_duration.months import Month
 from taxi_duration.settings import Settings
@@ -78,3 +78,32 @@ def test_a_window_trained_on_the_cluster_matches_a_local_run_and_its_model_serve
     # The months were downloaded once each (the local run took them from the cache).
     downloads = [r for r in SERVED_REQUESTS[larger_data_url] if r.startswith("GET")]
     assert len(downloads) == 3
+
+
+def test_a_cluster_run_is_compared_with_the_champion_on_the_cluster(
+    prefect_api: None,
+    larger_data_url: str,
+    larger_months: Path,
+    workspace: Path,
+    two_dask_workers: str,
+) -> None:
+    """As a local run is: both versions scored on the validation month, here by the workers."""
+    first = train(TrainSpec.parse(year=2023, month=2, window=2, dask_address=two_dask_workers))
+    assert (first.model_version, first.promoted) == ("1", True)  # no champion yet
+    second = train(TrainSpec.parse(year=2023, month=2, dask_address=two_dask_workers))
+    assert second.model_version == "2"
+    assert "champion v1" in second.promotion_reason, second.promotion_reason
+
+    # The same RMSEs as the local comparison gives (promote_task's) on the same trips.
+    settings = Settings()
+    val = prepare.prepare_trips(larger_months / f"green_tripdata_{VALIDATION}.parquet", "green")
+    truth = val.frame["duration"].to_numpy()
+    new_rmse, champion_rmse = promote.compare_on(
+        truth,
+        tracking.score_version(settings, "2", val.frame, "green"),
+        tracking.score_version(settings, "1", val.frame, "green"),
+    )
+    assert second.champion_rmse == pytest.approx(champion_rmse, rel=1e-6)
+    assert second.rmse == pytest.approx(new_rmse, rel=1e-5)
+    assert second.promoted == (new_rmse < champion_rmse)
+    assert tracking.champion_version(settings, "green") == ("2" if second.promoted else "1")

@@ -15,7 +15,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from prefect import get_client, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
@@ -224,15 +223,57 @@ def promote_task(
 
     Both are scored through their registered pyfuncs on the same trips.
     """
+
+    def compared(champion: str) -> tuple[float, float]:
+        assert val is not None
+        return promote.compare_on(
+            val.frame["duration"].to_numpy(),
+            tracking.score_version(settings, version, val.frame, color),
+            tracking.score_version(settings, champion, val.frame, color),
+        )
+
+    return _promote(settings, version, color, None if val is None else compared, min_improvement)
+
+
+@task(name="promote", cache_policy=NO_CACHE)
+def promote_on_cluster_task(
+    settings: Settings,
+    client: Client,
+    version: str,
+    val_file: Path | None,
+    color: str,
+    min_improvement: float,
+) -> promote.PromotionDecision:
+    """``promote_task`` for a distributed run: the cluster's workers read the validation month
+    and score it through both registered pyfuncs, so that no month passes through here."""
+
+    def compared(champion: str) -> tuple[float, float]:
+        assert val_file is not None
+        return distributed.compare_on_cluster(
+            client,
+            val_file,
+            color,
+            tracking.version_model(settings, version, color),
+            tracking.version_model(settings, champion, color),
+        )
+
+    return _promote(
+        settings, version, color, None if val_file is None else compared, min_improvement
+    )
+
+
+def _promote(
+    settings: Settings,
+    version: str,
+    color: str,
+    compared: promote.Comparison | None,
+    min_improvement: float,
+) -> promote.PromotionDecision:
     # A run finishing at the same time waits, then compares with whichever version this one
     # leaves as the champion.
     with promotion_lock(settings, color):
-        decision = promote.choose_champion(
-            version,
-            tracking.champion_version(settings, color),
-            None if val is None else val.frame["duration"].to_numpy(),
-            lambda scored: _score(settings, scored, val, color),
-            min_improvement,
+        decision = promote.champion_by(
+            version, tracking.champion_version(settings, color), compared, min_improvement
         )
         tracking.record_promotion(settings, color, version, decision)
     get_run_logger().info("version %s is the %s: %s", version, decision.alias, decision.reason)
@@ -276,11 +317,3 @@ def promotion_lock(settings: Settings, color: str) -> Iterator[None]:
         strict=True,
     ):
         yield
-
-
-def _score(
-    settings: Settings, version: str, val: prepare.PreparedTrips | None, color: str
-) -> np.ndarray:
-    if val is None:  # never asked: choose_champion scores only with a validation month
-        return np.empty(0)
-    return tracking.score_version(settings, version, val.frame, color)

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from taxi_duration import distributed, models, prepare, promote, summary, tracking
+from taxi_duration import distributed, models, prepare, summary, tracking
 from taxi_duration.cache import PreparedCache
 from taxi_duration.cpus import threads_per_job
 from taxi_duration.flows.progress import timed
@@ -19,6 +19,7 @@ from taxi_duration.flows.tasks import (
     features_task,
     ingest_month,
     prepare_task,
+    promote_on_cluster_task,
     promote_task,
     register_task,
     train_on_dask_task,
@@ -265,47 +266,46 @@ def train(spec: TrainSpec = _ANY_MONTHS) -> summary.TrainSummary:
     return result
 
 
-# A distributed run registers a challenger: comparing with the champion would score the
-# validation month through both versions in this process.
-_NOT_COMPARED = (
-    "not compared with the champion: a distributed run registers a challenger "
-    "(make it the champion with `taxi-duration promote --version N`)"
-)
-
-
 def train_on_dask(
     settings: Settings, spec: TrainSpec, timings: dict[str, float]
 ) -> summary.TrainSummary:
     """The window's months read, prepared and trained on by the spec's Dask cluster; the
-    model registered as a local run's is. The cluster is reached before any download."""
+    model registered as a local run's is, and compared with the champion on the cluster.
+    The cluster is reached before any download."""
     train_months, val_month = spec.training_months(), spec.validation_month
     with distributed.dask_client(spec.dask_address, spec.workers) as client:
         train_files, val_file = ingest_months(settings, spec, timings)
         run = train_on_dask_task(client, spec.config, spec.color, train_files, val_file)
-    timings.update(run.timings)
-    record = summary.run_record(
-        spec.config,
-        spec.color,
-        (train_months, val_month),
-        (run.train, run.val),
-        run.fit,
-        run.metrics,
-        run.n_features,
-    )
-    datasets = months_lineage(
-        settings,
-        spec,
-        (train_files, [_rows(path) for path in train_files]),
-        (val_file, None if val_file is None else _rows(val_file)),
-    )
-    record = replace(record, datasets=datasets, tags={**record.tags, **_prefect_tags()})
-    with timed(timings, "register"):
-        registered = register_task(settings, run.model, record, spec.register_version)
-    decision = None
-    if registered.model_version is not None:
-        decision = promote.PromotionDecision(
-            False, _NOT_COMPARED, run.metrics.get("rmse"), None, None
+        timings.update(run.timings)
+        record = summary.run_record(
+            spec.config,
+            spec.color,
+            (train_months, val_month),
+            (run.train, run.val),
+            run.fit,
+            run.metrics,
+            run.n_features,
         )
+        datasets = months_lineage(
+            settings,
+            spec,
+            (train_files, [_rows(path) for path in train_files]),
+            (val_file, None if val_file is None else _rows(val_file)),
+        )
+        record = replace(record, datasets=datasets, tags={**record.tags, **_prefect_tags()})
+        with timed(timings, "register"):
+            registered = register_task(settings, run.model, record, spec.register_version)
+        decision = None
+        if registered.model_version is not None and not registered.reused:
+            with timed(timings, "promote", f"version {registered.model_version}"):
+                decision = promote_on_cluster_task(
+                    settings,
+                    client,
+                    registered.model_version,
+                    val_file,
+                    spec.color,
+                    spec.min_improvement,
+                )
     return summary.TrainSummary.of_run(
         record, run.model, run.fit, registered, decision, settings.tracking_uri, timings
     )
