@@ -117,7 +117,7 @@ def child_baseline(path: Path) -> dict[str, Any]:
 
 
 def _run_child(*args: str) -> dict[str, Any]:
-    from taxi_duration.settings import RUN_ENVIRONMENT_DEFAULTS
+    from taxi_duration.environment import RUN_ENVIRONMENT_DEFAULTS
 
     env = {**RUN_ENVIRONMENT_DEFAULTS, **os.environ}
     out = subprocess.run(
