@@ -6,6 +6,7 @@ whatever loads it predicts from trips alone.
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeAlias
@@ -121,6 +122,7 @@ def fit_estimator(
 
         return FitResult(fit_linear_regression(x_train, y_train))
     booster_params = config.booster_params()
+    release_freed_memory()
     dval = dmatrix(x_val, y_val) if x_val is not None and y_val is not None else None
     if booster_params.holdout_fraction is None:
         return train_booster(booster_params, dmatrix(x_train, y_train), dval, nthread=nthread)
@@ -171,6 +173,17 @@ class RowChunks(xgb.DataIter):
 
     def reset(self) -> None:
         self.start = 0
+
+
+def release_freed_memory() -> None:
+    """Give the C heap's free pages back to the OS (glibc's ``malloc_trim``; elsewhere
+    nothing). The features step leaves ~0.7 GB of them for 20 million trips, which glibc
+    keeps and the matrices would not reuse: the fit's peak RSS would stand on top of them."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc
+        return
+    libc.malloc_trim(0)
 
 
 def _rows(features: Features, rows: np.ndarray) -> Features:
