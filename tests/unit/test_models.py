@@ -234,9 +234,8 @@ def test_the_holdout_split_off_the_features_trains_the_booster_of_a_sliced_dmatr
     green_train: pd.DataFrame, chunk_rows: int | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """fit_estimator splits the features before building any DMatrix and boosts on a
-    QuantileDMatrix read a chunk of rows at a time, with the holdout binned on its cuts
-    (memory); the model must be the one slicing a DMatrix of every row gives, to the last
-    bit, in one chunk or many."""
+    QuantileDMatrix read a chunk of rows at a time (memory); the model must be the one
+    slicing a DMatrix of every row gives, to the last bit, in one chunk or many."""
     if chunk_rows is not None:
         assert chunk_rows < 0.5 * len(green_train)  # several chunks
         monkeypatch.setattr(models, "FIT_CHUNK_ROWS", chunk_rows)
