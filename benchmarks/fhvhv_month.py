@@ -92,7 +92,7 @@ def child_project(path: Path, rounds: int | None) -> dict[str, Any]:
     fit = models.fit_estimator(config, data.x_train, data.y_train)
     figures["fit_s"] = time.perf_counter() - start
     figures["rounds"] = None if fit.best_iteration is None else fit.best_iteration + 1
-    figures["holdout_rmse"] = fit.history.get("holdout_rmse", [None])[-1]
+    figures["holdout_rmse"] = fit.history.get("boosting_holdout_rmse", [None])[-1]
     figures["rows_loaded"], figures["rows_kept"] = trips.rows_loaded, trips.rows_kept
     figures["peak_rss_gb"] = _peak_rss_gb()
     return figures
@@ -117,7 +117,7 @@ def child_baseline(path: Path) -> dict[str, Any]:
 
 
 def _run_child(*args: str) -> dict[str, Any]:
-    from taxi_duration.settings import RUN_ENVIRONMENT_DEFAULTS
+    from taxi_duration.environment import RUN_ENVIRONMENT_DEFAULTS
 
     env = {**RUN_ENVIRONMENT_DEFAULTS, **os.environ}
     out = subprocess.run(

@@ -13,6 +13,7 @@ import xgboost as xgb
 from sklearn.linear_model import LinearRegression
 from tlc_samples import make_trips
 
+from taxi_duration import models
 from taxi_duration.errors import InvalidInputError
 from taxi_duration.evaluate import rmse
 from taxi_duration.features import Preprocessor
@@ -228,12 +229,16 @@ def test_xgboost_default_stops_on_a_slice_of_the_training_month(
     assert error < 0.6 * baseline
 
 
+@pytest.mark.parametrize("chunk_rows", [None, 397])
 def test_the_holdout_split_off_the_features_trains_the_booster_of_a_sliced_dmatrix(
-    green_train: pd.DataFrame,
+    green_train: pd.DataFrame, chunk_rows: int | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """fit_estimator splits the features before building any DMatrix and boosts on a
-    QuantileDMatrix (memory); the model must be the one slicing a DMatrix of every row
-    gives, to the last bit."""
+    QuantileDMatrix read a chunk of rows at a time (memory); the model must be the one
+    slicing a DMatrix of every row gives, to the last bit, in one chunk or many."""
+    if chunk_rows is not None:
+        assert chunk_rows < 0.5 * len(green_train)  # several chunks
+        monkeypatch.setattr(models, "FIT_CHUNK_ROWS", chunk_rows)
     config = _fast(training_config(), rounds=15)
     preprocessor = Preprocessor.fit(green_train, config.feature_set)
     features = encode_training(preprocessor, green_train, config)
