@@ -531,7 +531,6 @@ def resolve_version(settings: Settings, uri: str) -> str:
         ) from None
 
 
-@translate_errors
 def load_version(settings: Settings, version: str, color: str) -> Any:
     """The pyfunc of a registered version of the color's model."""
     return load_model(settings, f"models:/{settings.registered_model(color)}/{version}")
@@ -544,6 +543,7 @@ def version_model(settings: Settings, version: str, color: str) -> TripDurationM
     return model
 
 
+@translate_errors
 def score_version(settings: Settings, version: str, trips: pd.DataFrame, color: str) -> np.ndarray:
     """Predictions of a registered version for prepared trips (e.g. the validation month)."""
     model = load_version(settings, version, color)
