@@ -20,23 +20,21 @@ PROGRESS = "taxi_duration_progress"
 @contextmanager
 def timed(timings: dict[str, float], step: str, about: str = "") -> Iterator[None]:
     """Time a step into ``timings`` (adding to its earlier time) and log its progress."""
-    logger = get_run_logger()
     name = f"{step} {about}".rstrip()
-    marked = {PROGRESS: True}
-    logger.info("%s ...", name, extra=marked)
+    progress_line("%s ...", name)
     start = time.perf_counter()
     try:
         yield
     except BaseException:
-        logger.info("%s failed after %.1f s", name, time.perf_counter() - start, extra=marked)
+        progress_line("%s failed after %.1f s", name, time.perf_counter() - start)
         raise
     finally:
         seconds = time.perf_counter() - start
         timings[step] = round(timings.get(step, 0.0) + seconds, 3)
-    logger.info("%s %.1f s", name, seconds, extra=marked)
+    progress_line("%s %.1f s", name, seconds)
 
 
 def progress_line(message: str, *args: object) -> None:
-    """A progress line of what ended elsewhere (a task on a Dask worker): its own format,
-    "<step> [what] 1.2 s" or "<step> [what] failed after 1.2 s"."""
+    """One progress line, in the format ``timed`` writes ("<step> [what] ...", "<step> [what]
+    1.2 s" or "... failed after 1.2 s"); alone, for what ended elsewhere (a Dask task)."""
     get_run_logger().info(message, *args, extra={PROGRESS: True})
