@@ -39,7 +39,12 @@ if TYPE_CHECKING:
 CONNECT_TIMEOUT_SECONDS = 5.0
 DEFAULT_WORKERS = 2
 _ALL = "all"  # the column suffix of statistics over every row (not one fold's complement)
-_STATISTIC_KEYS = ("pickup", "dropoff", "pair")
+# The slots each statistic groups by, and how many there are.
+_STATISTIC_KEYS = {
+    "pickup": features.ZONE_SLOTS,
+    "dropoff": features.ZONE_SLOTS,
+    "pair": features.PAIR_SLOTS,
+}
 
 
 def local_cluster_kwargs(workers: int | None = None) -> dict[str, Any]:
@@ -142,18 +147,22 @@ def _statistic_rows(frame: pd.DataFrame) -> pd.DataFrame:
 def _complement_medians(rows: pd.DataFrame, key: str) -> pd.DataFrame:
     """Per ``key`` slot: median and number of durations and speeds over all rows (``all``)
     and over each fold's complement (the other folds' rows), as the local folds have them."""
-    columns: dict[str, pd.Series] = {}
-    for fold in (_ALL, *range(features.STATISTIC_FOLDS)):
-        subset = rows if fold == _ALL else rows[rows["fold"] != fold]
-        for kind in ("duration", "speed"):
-            values = subset[kind]
-            finite = np.isfinite(values.to_numpy())
-            grouped = values[finite].groupby(subset[key][finite])
-            columns[f"{kind}_median_{fold}"] = grouped.median()
-            columns[f"{kind}_count_{fold}"] = grouped.size().astype(np.float64)
+    size = _STATISTIC_KEYS[key]
+    slots = rows[key].to_numpy(dtype=np.int64)
+    folds = rows["fold"].to_numpy(dtype=np.uint8)
+    columns: dict[str, np.ndarray] = {}
+    for kind in ("duration", "speed"):
+        values = rows[kind].to_numpy(dtype=np.float64)
+        finite = np.isfinite(values)
+        variants = features.complement_medians(slots[finite], values[finite], folds[finite], size)
+        for fold, (median, count) in zip(
+            (_ALL, *range(features.STATISTIC_FOLDS)), variants, strict=True
+        ):
+            columns[f"{kind}_median_{fold}"] = median
+            columns[f"{kind}_count_{fold}"] = count
     table = pd.DataFrame(columns)
     table.index = table.index.astype(np.int64)
-    return table.fillna({name: 0.0 for name in columns if "_count_" in name})
+    return table[np.bincount(slots, minlength=size) > 0]
 
 
 def _medians_of(

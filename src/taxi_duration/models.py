@@ -26,7 +26,7 @@ from taxi_duration.choices import TrainingConfig as TrainingConfig
 from taxi_duration.choices import XGBoostParams as XGBoostParams
 from taxi_duration.choices import training_config as training_config
 from taxi_duration.errors import InvalidInputError
-from taxi_duration.features import Preprocessor
+from taxi_duration.features import Preprocessor, training_statistics
 from taxi_duration.prepare import normalize_raw_trips
 
 # A one-hot matrix or a frame with categoricals, by the model's encoding.
@@ -61,10 +61,12 @@ def month_pair_features(
     config: TrainingConfig, train: pd.DataFrame, val: pd.DataFrame | None
 ) -> FeatureData:
     """Fit the preprocessor on the training month's prepared trips; encode both months."""
-    preprocessor = Preprocessor.fit(train, config.feature_set)
+    # The month's statistics and its rows' out-of-fold ones come from one fit.
+    fitted = training_statistics(train) if config.feature_set.zone_statistics else None
+    preprocessor = Preprocessor.fit(train, config.feature_set, fitted.whole if fitted else None)
     return FeatureData(
         preprocessor=preprocessor,
-        x_train=encode_training(preprocessor, train, config),
+        x_train=encode_training(preprocessor, train, config, fitted.rows if fitted else None),
         y_train=train["duration"].to_numpy(),
         x_val=None if val is None else encode(preprocessor, val, config),
         y_val=None if val is None else val["duration"].to_numpy(),
@@ -72,16 +74,20 @@ def month_pair_features(
 
 
 def encode_training(
-    preprocessor: Preprocessor, frame: pd.DataFrame, config: TrainingConfig
+    preprocessor: Preprocessor,
+    frame: pd.DataFrame,
+    config: TrainingConfig,
+    statistics: dict[str, np.ndarray] | None = None,
 ) -> Features:
     """``encode`` for the training rows the preprocessor was fitted on.
 
-    Zone statistics come out of fold, so that no trip sees its own duration; without
-    statistics in the feature set, this is ``encode``.
+    Zone statistics come out of fold, so that no trip sees its own duration (``statistics``:
+    computed already, see ``training_statistics``); without statistics in the feature set,
+    this is ``encode``.
     """
     if config.uses_native_categorical:
-        return preprocessor.transform_frame(frame, training=True)
-    matrix: Features = preprocessor.transform_sparse(frame, training=True)
+        return preprocessor.transform_frame(frame, training=True, statistics=statistics)
+    matrix: Features = preprocessor.transform_sparse(frame, training=True, statistics=statistics)
     return matrix
 
 

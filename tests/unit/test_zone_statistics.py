@@ -164,7 +164,8 @@ def test_out_of_fold_pair_counts_read_like_a_whole_month(small_month: pd.DataFra
 def test_the_folds_fitted_on_threads_give_what_one_thread_gives(
     green_train: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The folds' medians run on the available CPUs (pandas releases the GIL): same values."""
+    """The groupings' medians run on the available CPUs (numpy sorts without the GIL): same
+    values."""
     monkeypatch.setattr(features, "available_cpus", lambda: 1)
     serial = out_of_fold_statistics(green_train)
     whole = fit_zone_statistics(green_train)
@@ -175,3 +176,62 @@ def test_the_folds_fitted_on_threads_give_what_one_thread_gives(
     again = fit_zone_statistics(green_train)
     for field in dataclasses.fields(ZoneStatistics):
         np.testing.assert_array_equal(getattr(again, field.name), getattr(whole, field.name))
+
+
+def _pandas_medians(
+    slots: np.ndarray, values: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    grouped = pd.Series(values).groupby(slots)
+    median, count = np.zeros(size), np.zeros(size)
+    median[grouped.median().index] = grouped.median().to_numpy()
+    count[grouped.size().index] = grouped.size().to_numpy()
+    return median, count
+
+
+@pytest.mark.parametrize("rows", [7, 2_000, 300_000])
+def test_complement_medians_are_pandas_medians_of_all_rows_and_of_each_folds_complement(
+    rows: int,
+) -> None:
+    """Counted in buckets, only the middle buckets sorted: pandas' medians (within 2e-9),
+    for every row and for the rows outside each fold; ties, negatives, empty slots."""
+    rng = np.random.default_rng(rows)
+    size = 300
+    # Most rows in a few slots (many buckets each), the rest spread thin; slot 0 unused.
+    slots = np.where(rng.random(rows) < 0.7, rng.integers(1, 4, rows), rng.integers(1, size, rows))
+    values = np.round(rng.gamma(2.0, 7.0, rows) * 60) / 60 + 1  # whole seconds: many ties
+    values[rng.random(rows) < 0.05] *= -3.5
+    folds = features.statistic_folds(rows)
+    variants = features.complement_medians(slots, values, folds, size)
+    assert len(variants) == 1 + features.STATISTIC_FOLDS
+    for variant, (median, count) in enumerate(variants):
+        rest = folds != variant - 1  # variant 0: every row
+        expected_median, expected_count = _pandas_medians(slots[rest], values[rest], size)
+        np.testing.assert_array_equal(count, expected_count)
+        np.testing.assert_allclose(median, expected_median, rtol=2e-9, atol=0)
+        assert median[0] == 0
+        assert count[0] == 0
+    (median, count), *_ = variants
+    (alone,) = features.complement_medians(slots, values, None, size)
+    np.testing.assert_array_equal(alone[0], median)
+    np.testing.assert_array_equal(alone[1], count)
+
+
+def test_the_folds_are_a_seeded_balanced_split_the_same_as_ever() -> None:
+    """The folds as they were first drawn (a permutation of the rows, modulo the folds), so
+    that models trained before and after give their rows the same statistics."""
+    for rows, stream in ((1_003, None), (250, 7)):
+        seed = [42, stream] if stream is not None else 42
+        expected = np.random.default_rng(seed).permutation(rows) % features.STATISTIC_FOLDS
+        np.testing.assert_array_equal(features.statistic_folds(rows, stream), expected)
+
+
+def test_one_fit_gives_the_months_statistics_and_its_rows_out_of_fold(
+    green_train: pd.DataFrame,
+) -> None:
+    fitted = features.training_statistics(green_train)
+    whole = fit_zone_statistics(green_train)
+    for field in dataclasses.fields(ZoneStatistics):
+        np.testing.assert_array_equal(getattr(fitted.whole, field.name), getattr(whole, field.name))
+    rows = out_of_fold_statistics(green_train)
+    for name in STATISTIC_FEATURES:
+        np.testing.assert_array_equal(fitted.rows[name], rows[name])
