@@ -124,14 +124,31 @@ def category_label(name: str, key: int) -> str:
 
 def numeric_values(frame: pd.DataFrame, name: str) -> np.ndarray:
     """A numeric feature as float64; derived time features come from pickup_datetime."""
-    if name == "pickup_hour":
-        pickup = frame["pickup_datetime"].dt
-        return np.asarray(pickup.hour + pickup.minute / 60.0, dtype=np.float64)
-    if name == "pickup_weekday":
-        return np.asarray(frame["pickup_datetime"].dt.weekday, dtype=np.float64)
+    if name in ("pickup_hour", "pickup_weekday"):
+        return _time_of_pickup(frame["pickup_datetime"], name)
     if name in REQUEST_COLUMNS and name not in frame:
         return np.full(len(frame), np.nan)  # optional: a month without it has it missing
     values = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    return values
+
+
+_MINUTES_A_DAY = 24 * 60
+_EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday (Monday is 0)
+
+
+def _time_of_pickup(pickup: pd.Series, name: str) -> np.ndarray:
+    """``pickup_hour`` (hour + minute / 60) or ``pickup_weekday`` (Monday 0), NaN where the
+    time is missing: from the minutes since the epoch (the ``dt`` accessor is 4x slower)."""
+    if isinstance(pickup.dtype, pd.DatetimeTZDtype):  # the local wall-clock time, as ``dt``
+        pickup = pickup.dt.tz_localize(None)
+    times = pd.to_datetime(pickup).to_numpy()
+    minutes = times.astype("datetime64[m]").view(np.int64)
+    if name == "pickup_hour":
+        of_day = minutes % _MINUTES_A_DAY
+        values = of_day // 60 + (of_day % 60) / 60.0
+    else:
+        values = ((minutes // _MINUTES_A_DAY + _EPOCH_WEEKDAY) % 7).astype(np.float64)
+    values[np.isnat(times)] = np.nan
     return values
 
 
@@ -760,4 +777,5 @@ class Preprocessor:
             # (or one beyond float32, e.g. a corrupt 1e300 distance) is missing too, not inf.
             values[np.isinf(values)] = np.nan
             data[name] = values
-        return pd.DataFrame(data, index=frame.index)
+        # Not copied into one block: the model reads columns, and a copy costs seconds.
+        return pd.DataFrame(data, index=frame.index, copy=False)

@@ -302,3 +302,20 @@ def test_pu_do_with_large_categorical_zone_id_matches_dictvectorizer() -> None:
     preprocessor = Preprocessor.fit(frame, feature_set("pu_do"))
     assert preprocessor.feature_names == list(vectorizer.feature_names_)
     assert_same_csr(preprocessor.transform_sparse(frame), expected)
+
+
+@pytest.mark.parametrize("unit", ["ns", "us", "s"])
+def test_the_hour_and_weekday_of_a_pickup_are_those_of_pandas(unit: str) -> None:
+    """From minutes since the epoch: what the ``dt`` accessor gives, NaN where missing, and
+    the wall-clock time of a zoned pickup."""
+    rng = np.random.default_rng(0)
+    seconds = rng.integers(-(10**9), 2 * 10**9, 5_000)  # before 1970 too
+    pickup = pd.Series(pd.to_datetime(seconds, unit="s").astype(f"datetime64[{unit}]"))
+    pickup.iloc[::97] = pd.NaT
+    zoned = pd.Series(pd.date_range("2023-03-11", periods=500, freq="37min", tz="America/New_York"))
+    for times in (pickup, zoned):
+        frame = pd.DataFrame({"pickup_datetime": times})
+        hour = (times.dt.hour + times.dt.minute / 60.0).to_numpy(dtype=np.float64)
+        weekday = times.dt.day_of_week.to_numpy(dtype=np.float64)
+        np.testing.assert_array_equal(numeric_values(frame, "pickup_hour"), hour)
+        np.testing.assert_array_equal(numeric_values(frame, "pickup_weekday"), weekday)
