@@ -175,7 +175,15 @@ _FOLD_SEED = 42
 
 def zone_slots(frame: pd.DataFrame, name: str) -> np.ndarray:
     """Zone ids 1..265 as themselves; missing or other ids as 0."""
-    keys = categorical_keys(frame, name)
+    feature = factorized(frame, name)
+    if feature is not None:  # a lookup per row in a table per category
+        slot_of_code = np.append(_slots_of_keys(feature.keys), 0)  # code -1 picks the 0
+        slots: np.ndarray = slot_of_code[feature.codes]
+        return slots
+    return _slots_of_keys(categorical_keys(frame, name))
+
+
+def _slots_of_keys(keys: np.ndarray) -> np.ndarray:
     return np.where((keys >= 1) & (keys < ZONE_SLOTS), keys, 0)
 
 

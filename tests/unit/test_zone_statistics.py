@@ -235,3 +235,13 @@ def test_one_fit_gives_the_months_statistics_and_its_rows_out_of_fold(
     rows = out_of_fold_statistics(green_train)
     for name in STATISTIC_FEATURES:
         np.testing.assert_array_equal(fitted.rows[name], rows[name])
+
+
+def test_zone_slots_of_categorical_zones_are_those_of_plain_ids() -> None:
+    """Prepared months hold zones as categoricals (looked up per category): the same slots
+    as plain ids, 0 for missing, unknown and out-of-range ids."""
+    ids = np.array([1.0, 265.0, 0.0, 266.0, np.nan, 132.0, -4.0, 1e9, 132.0])
+    expected = np.array([1, 265, 0, 0, 0, 132, 0, 0, 132])
+    for column in (pd.Series(ids), pd.Series(pd.Categorical(ids))):
+        slots = features.zone_slots(pd.DataFrame({"PULocationID": column}), "PULocationID")
+        np.testing.assert_array_equal(slots, expected)
