@@ -194,8 +194,9 @@ class WindowStatistics:
 
 
 def zone_statistics(trips: dd.DataFrame) -> WindowStatistics:
-    """The statistics ``Preprocessor.fit`` and ``out_of_fold_statistics`` compute, by Dask
-    groupbys on the workers: zone and pair medians exact, the window's median approximate."""
+    """The statistics ``Preprocessor.fit`` and ``out_of_fold_statistics`` compute, on the
+    workers: the trips shuffled by zone or pair, each partition's medians by
+    ``features.complement_medians``, the window's median approximate (Dask's quantile)."""
     import dask
 
     rows = trips.map_partitions(_statistic_rows, meta=_statistic_rows(trips._meta))
