@@ -289,8 +289,8 @@ def complement_medians(
     keys = _sortable(np.asarray(values, dtype=np.float64))
     # No more buckets than rows (a small month is sorted about whole), and the folds' counts
     # within _MAX_COUNTS. Not fewer without folds: the medians of all rows come out the same.
-    cells = min(_MAX_COUNTS // STATISTIC_FOLDS, max(len(values), _MAX_BUCKETS))
-    n_buckets = max(2, min(_MAX_BUCKETS, cells // size))
+    counted_cells = min(_MAX_COUNTS // STATISTIC_FOLDS, max(len(values), _MAX_BUCKETS))
+    n_buckets = max(2, min(_MAX_BUCKETS, counted_cells // size))
     cells = slots.astype(np.int64) * n_buckets + _buckets(keys, n_buckets)
     counted = cells * n_folds if folds is None else cells * n_folds + folds
     counts = np.bincount(counted, minlength=size * n_buckets * n_folds)
