@@ -349,7 +349,9 @@ def train_on_cluster(
     timings["prepare"] = round(time.perf_counter() - start, 3)
 
     start = time.perf_counter()
-    preprocessor = features.Preprocessor.of_statistics(config.feature_set, statistics.whole)
+    preprocessor = features.Preprocessor.of_statistics(
+        config.feature_set, statistics.whole, trips.columns
+    )
     shared = dask.delayed(preprocessor, traverse=False)
     by_fold = dask.delayed(statistics.by_fold, traverse=False)
     meta = _boosting_rows(trips._meta, preprocessor, statistics.by_fold)

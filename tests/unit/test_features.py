@@ -319,3 +319,26 @@ def test_the_hour_and_weekday_of_a_pickup_are_those_of_pandas(unit: str) -> None
         weekday = times.dt.day_of_week.to_numpy(dtype=np.float64)
         np.testing.assert_array_equal(numeric_values(frame, "pickup_hour"), hour)
         np.testing.assert_array_equal(numeric_values(frame, "pickup_weekday"), weekday)
+
+
+def test_request_features_a_layout_lacks_are_left_out_of_the_model_frame(
+    green_train: pd.DataFrame, green_val: pd.DataFrame
+) -> None:
+    """A month without request-time columns (fhvhv's layout has none, yellow's no trip type)
+    gives the model no column for them, in training and scoring alike: XGBoost never splits on
+    them and an empty column makes its matrices sparse. A month with them keeps them."""
+    default = feature_set("default")
+    with_them = Preprocessor.fit(green_train, default).transform_frame(green_val)
+    assert set(REQUEST_COLUMNS) <= set(with_them.columns)
+    without = green_train.drop(columns=["VendorID", "trip_type"])
+    pre = Preprocessor.fit(without, default)
+    assert pre.absent == ("VendorID", "trip_type")
+    for frame in (pre.transform_frame(without, training=True), pre.transform_frame(green_val)):
+        assert list(frame.columns) == [c for c in with_them.columns if c not in pre.absent]
+    # The linear models' one-hot layout is DictVectorizer's: it keeps every column.
+    assert pre.transform_sparse(green_val).shape[1] == len(pre.feature_names)
+    assert "VendorID" in pre.feature_names
+    # Fitted elsewhere (the Dask path): from the trips' columns.
+    assert pre.statistics is not None
+    elsewhere = Preprocessor.of_statistics(default, pre.statistics, without.columns)
+    assert elsewhere.absent == pre.absent
