@@ -29,6 +29,7 @@ import pandas as pd
 import pyarrow as pa
 
 from taxi_duration import features, models, prepare
+from taxi_duration.choices import REQUEST_COLUMNS
 from taxi_duration.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -349,9 +350,9 @@ def train_on_cluster(
     timings["prepare"] = round(time.perf_counter() - start, 3)
 
     start = time.perf_counter()
-    preprocessor = features.Preprocessor.of_statistics(
-        config.feature_set, statistics.whole, trips.columns
-    )
+    request = [name for name in REQUEST_COLUMNS if name in trips.columns]
+    absent = features.absent_features(config.feature_set, trips[request].count().compute())
+    preprocessor = features.Preprocessor.of_statistics(config.feature_set, statistics.whole, absent)
     shared = dask.delayed(preprocessor, traverse=False)
     by_fold = dask.delayed(statistics.by_fold, traverse=False)
     meta = _boosting_rows(trips._meta, preprocessor, statistics.by_fold)

@@ -23,7 +23,7 @@ other rows get the whole training month's, carried in the fitted preprocessor.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 
@@ -136,11 +136,17 @@ _MINUTES_A_DAY = 24 * 60
 _EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday (Monday is 0)
 
 
-def absent_features(columns: Collection[str], features: FeatureSet) -> tuple[str, ...]:
-    """The request-time features of the set that trips with these columns do not have."""
+def absent_features(features: FeatureSet, values: Mapping[str, int]) -> tuple[str, ...]:
+    """The request-time features of the set without a single value in the training trips
+    (``values``: how many each column holds; a column not there holds none)."""
     return tuple(
-        name for name in features.numeric if name in REQUEST_COLUMNS and name not in columns
+        name for name in features.numeric if name in REQUEST_COLUMNS and not values.get(name, 0)
     )
+
+
+def request_values(frame: pd.DataFrame) -> dict[str, int]:
+    """How many values each request-time column of the trips holds."""
+    return {name: int(frame[name].notna().sum()) for name in REQUEST_COLUMNS if name in frame}
 
 
 def _time_of_pickup(pickup: pd.Series, name: str) -> np.ndarray:
@@ -625,9 +631,10 @@ class Preprocessor:
     vocabularies: dict[str, Vocabulary]
     # The training month's zone statistics, for feature sets that use them.
     statistics: ZoneStatistics | None = None
-    # Request-time features the training month's layout lacks (fhvhv's three, yellow's trip
-    # type): left out of the model's frame. XGBoost never splits on a feature without values,
-    # and such a column makes its matrices sparse: 1.5 GiB more for 20 million fhvhv trips.
+    # Request-time features without a value in the training month (fhvhv has none of the
+    # three, yellow no trip type): left out of the model's frame. XGBoost never splits on a
+    # feature without values, and such a column makes its matrices sparse: 1.5 GiB more for
+    # 20 million fhvhv trips.
     absent: tuple[str, ...] = ()
 
     @classmethod
@@ -652,22 +659,22 @@ class Preprocessor:
             statistics = None
         elif statistics is None:
             statistics = fit_zone_statistics(frame)
-        absent = absent_features(frame.columns, features)
+        absent = absent_features(features, request_values(frame))
         return cls(features, vocabularies, statistics, absent)
 
     @classmethod
     def of_statistics(
-        cls, features: FeatureSet, statistics: ZoneStatistics, columns: Collection[str]
+        cls, features: FeatureSet, statistics: ZoneStatistics, absent: tuple[str, ...] = ()
     ) -> Preprocessor:
         """A preprocessor fitted without the trips: zones over the TLC's list (``fixed_zones``),
-        statistics computed elsewhere (e.g. by a Dask cluster), the trips' ``columns``."""
+        statistics and ``absent`` features found elsewhere (e.g. by a Dask cluster)."""
         if not features.fixed_zones or not set(features.categorical) <= set(ZONE_COLUMNS):
             raise InvalidInputError(
                 f"feature set {features.name!r} has categories learned from the trips: it "
                 "needs Preprocessor.fit"
             )
         vocabularies = {name: Vocabulary.fit(name, TLC_ZONE_IDS) for name in features.categorical}
-        return cls(features, vocabularies, statistics, absent_features(columns, features))
+        return cls(features, vocabularies, statistics, absent)
 
     def numeric_columns(
         self,

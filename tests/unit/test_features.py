@@ -16,6 +16,7 @@ from taxi_duration.features import (
     FEATURE_SETS,
     STATISTIC_FEATURES,
     Preprocessor,
+    absent_features,
     feature_set,
     numeric_values,
 )
@@ -161,7 +162,8 @@ def test_transform_frame_categories_and_unseen_zones(
         "trip_distance",
         "pickup_hour",
         "pickup_weekday",
-        *REQUEST_COLUMNS,
+        # Those the month has values of (the generated green months have no trip type).
+        *(name for name in REQUEST_COLUMNS if name not in pre.absent),
         # Not expected_duration, which grows with distance: the default is monotone in it.
         *(name for name in STATISTIC_FEATURES if name != "expected_duration"),
     ]
@@ -178,7 +180,8 @@ def test_transform_frame_categories_and_unseen_zones(
         # A zone the training month never saw is still that zone, not missing.
         assert (out[zone].astype(str) == original.astype(str)).all()
     for numeric in pre.features.numeric:
-        assert out[numeric].dtype == np.float32
+        if numeric not in pre.absent:
+            assert out[numeric].dtype == np.float32
     np.testing.assert_allclose(
         out["trip_distance"], month_with_unseen_zones["trip_distance"], rtol=1e-6
     )
@@ -321,16 +324,18 @@ def test_the_hour_and_weekday_of_a_pickup_are_those_of_pandas(unit: str) -> None
         np.testing.assert_array_equal(numeric_values(frame, "pickup_weekday"), weekday)
 
 
-def test_request_features_a_layout_lacks_are_left_out_of_the_model_frame(
+def test_request_features_without_a_value_are_left_out_of_the_model_frame(
     green_train: pd.DataFrame, green_val: pd.DataFrame
 ) -> None:
-    """A month without request-time columns (fhvhv's layout has none, yellow's no trip type)
-    gives the model no column for them, in training and scoring alike: XGBoost never splits on
-    them and an empty column makes its matrices sparse. A month with them keeps them."""
+    """Request-time features the training month has no value of (fhvhv has none of them,
+    yellow no trip type; prepare gives them as empty columns) get no column in the model's
+    frame, in training and scoring alike: XGBoost never splits on them and an empty column
+    makes its matrices sparse. A month with values keeps them."""
     default = feature_set("default")
-    with_them = Preprocessor.fit(green_train, default).transform_frame(green_val)
+    month = green_train.assign(trip_type=1.0)
+    with_them = Preprocessor.fit(month, default).transform_frame(green_val)
     assert set(REQUEST_COLUMNS) <= set(with_them.columns)
-    without = green_train.drop(columns=["VendorID", "trip_type"])
+    without = month.drop(columns=["VendorID"]).assign(trip_type=np.nan)
     pre = Preprocessor.fit(without, default)
     assert pre.absent == ("VendorID", "trip_type")
     for frame in (pre.transform_frame(without, training=True), pre.transform_frame(green_val)):
@@ -338,7 +343,5 @@ def test_request_features_a_layout_lacks_are_left_out_of_the_model_frame(
     # The linear models' one-hot layout is DictVectorizer's: it keeps every column.
     assert pre.transform_sparse(green_val).shape[1] == len(pre.feature_names)
     assert "VendorID" in pre.feature_names
-    # Fitted elsewhere (the Dask path): from the trips' columns.
-    assert pre.statistics is not None
-    elsewhere = Preprocessor.of_statistics(default, pre.statistics, without.columns)
-    assert elsewhere.absent == pre.absent
+    # Fitted elsewhere (the Dask path) from the counts of values the cluster found.
+    assert absent_features(default, {"trip_type": 0, "passenger_count": 7}) == pre.absent
