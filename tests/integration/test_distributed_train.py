@@ -63,6 +63,9 @@ def test_a_window_trained_on_the_cluster_matches_a_local_run_serves_and_faces_th
     assert result.rmse == pytest.approx(local.rmse, rel=0.01)
     assert (result.model_version, result.promoted) == ("1", True)  # no champion yet
     assert [step in result.timings for step in ("prepare", "features", "train")] == [True] * 3
+    # Like a local run's, the model has no column for what the months hold no value of (the
+    # generated green months have no trip type): the cluster counted them.
+    assert tracking.version_model(Settings(), "1", "green").preprocessor.absent == ("trip_type",)
 
     # The registered version loads by itself and scores the raw validation month as the run did.
     pyfunc = tracking.load_model(Settings(), result.model_uri)
