@@ -451,7 +451,7 @@ def fit_statistics(
     to read like the whole month's.
 
     Each of the eight groupings (month, pickup, dropoff and pair, of durations and of speeds)
-    is one sort (``complement_medians``); they run on ``threads`` threads (numpy sorts
+    is one ``complement_medians``; they run on ``threads`` threads (numpy counts and sorts
     without the GIL).
     """
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -489,20 +489,17 @@ def fit_statistics(
             pair=by_job[kind, "pair"][variant],
         )
 
-    statistics = [
-        ZoneStatistics.of_medians(group_medians("duration", 0), group_medians("speed", 0))
-    ]
+    # Variant 0 is every trip; variant f + 1 fold f's complement, its counts scaled.
+    scales = [1.0]
     if folds is not None:
         n_rows = len(duration)
-        for fold in range(STATISTIC_FOLDS):
-            scale = n_rows / max(int(np.count_nonzero(folds != fold)), 1)
-            variant = fold + 1
-            statistics.append(
-                ZoneStatistics.of_medians(
-                    group_medians("duration", variant), group_medians("speed", variant), scale
-                )
-            )
-    return statistics
+        scales += [
+            n_rows / max(int(np.count_nonzero(folds != fold)), 1) for fold in range(STATISTIC_FOLDS)
+        ]
+    return [
+        ZoneStatistics.of_medians(group_medians("duration", v), group_medians("speed", v), scale)
+        for v, scale in enumerate(scales)
+    ]
 
 
 def _training_inputs(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
