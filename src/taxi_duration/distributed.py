@@ -163,7 +163,8 @@ def _complement_medians(rows: pd.DataFrame, key: str) -> pd.DataFrame:
             columns[f"{kind}_count_{fold}"] = count
     table = pd.DataFrame(columns)
     table.index = table.index.astype(np.int64)
-    return table[np.bincount(slots, minlength=size) > 0]
+    # The slots with a finite duration or speed, as a grouped median would list them.
+    return table[(table[f"duration_count_{_ALL}"] > 0) | (table[f"speed_count_{_ALL}"] > 0)]
 
 
 def _medians_of(
