@@ -147,7 +147,8 @@ def test_without_registering_the_run_is_logged_and_the_registry_untouched(
     assert run.data.metrics["rmse"] == pytest.approx(unregistered.rmse)
     # The model is logged with the run, loadable from it.
     assert unregistered.model_uri.startswith(("runs:/", "models:/m-"))
-    assert mlflow.pyfunc.load_model(unregistered.model_uri) is not None
+    loaded = mlflow.pyfunc.load_model(unregistered.model_uri)
+    assert loaded.metadata.run_id == unregistered.run_id
 
 
 def test_the_run_records_its_months_code_and_flow_run_and_the_version_describes_itself(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -32,6 +34,9 @@ def _json(capsys: pytest.CaptureFixture[str]) -> dict[str, object]:
 def test_ls_lists_each_cached_month_with_its_size(
     cached_month: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # Last used: when the entry was last written or read (its modification time).
+    used = datetime(2024, 5, 6, 7, 8, 9).timestamp()
+    os.utime(cached_month, (used, used))
     assert cli.main(["cache", "ls"]) == 0
     out = capsys.readouterr().out
     assert "Cached 1 prepared month, " in out
@@ -43,7 +48,7 @@ def test_ls_lists_each_cached_month_with_its_size(
             "file": cached_month.name,
             "source": "green_tripdata_2023-01.green",
             "size": cached_month.stat().st_size,
-            "last_used": listed["entries"][0]["last_used"],  # type: ignore[index]
+            "last_used": "2024-05-06 07:08:09",
         }
     ]
     assert listed["max_bytes"] == 5 * 10**9  # the documented default bound

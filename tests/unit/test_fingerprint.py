@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+
+import taxi_duration
+from taxi_duration import fingerprint
 from taxi_duration.fingerprint import code_version, model_fingerprint
 
 DATA = {"training": "a" * 64, "validation": "b" * 64}
@@ -21,6 +29,24 @@ def test_data_parameters_and_code_each_change_it() -> None:
     assert model_fingerprint(DATA, PARAMS, "other code") != base
 
 
-def test_the_code_version_is_a_stable_hash_of_the_package_source() -> None:
-    assert len(code_version()) == 64
-    assert code_version() == code_version()
+def _sha256_of_sources(package: Path) -> str:
+    """The documented recipe, written again: each .py file's relative path and bytes."""
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def test_the_code_version_is_a_stable_hash_of_the_package_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = Path(taxi_duration.__file__).parent
+    assert code_version() == _sha256_of_sources(package)
+    copy = tmp_path / "taxi_duration"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(fingerprint, "_PACKAGE_DIR", copy)
+    uncached = fingerprint.code_version.__wrapped__
+    assert uncached() == code_version()  # the same source elsewhere: the same version
+    (copy / "months.py").write_text((copy / "months.py").read_text() + "\n# an edit\n")
+    assert uncached() != code_version()
