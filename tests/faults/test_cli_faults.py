@@ -7,6 +7,7 @@ that none starts an ephemeral one of its own; everything else is as a user runs 
 from __future__ import annotations
 
 import http.server
+import itertools
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pandas as pd
 import pytest
@@ -23,6 +25,7 @@ from fault_support import FaultServer, closed_port_url, run_cli, start_cli, star
 from mlflow.tracking import MlflowClient
 from tlc_samples import make_trips
 
+from taxi_duration.environment import RUN_ENVIRONMENT_DEFAULTS
 from taxi_duration.months import Month
 
 pytestmark = pytest.mark.slow
@@ -129,14 +132,16 @@ def test_unreachable_tracking_server_is_one_line_in_bounded_time(
 
 
 class _FailingTracking(http.server.BaseHTTPRequestHandler):
-    """A tracking server that answers 503 to everything."""
+    """A tracking server that answers 503 to everything, and notes when each request came."""
 
     protocol_version = "HTTP/1.1"
+    requests: ClassVar[list[tuple[float, str]]] = []
 
     def log_message(self, format: str, *args: object) -> None:
         pass
 
     def _fail(self) -> None:
+        self.requests.append((time.monotonic(), self.path))
         body = b'{"error_code": "TEMPORARILY_UNAVAILABLE", "message": "down"}'
         self.send_response(503)
         self.send_header("Content-Type", "application/json")
@@ -149,6 +154,7 @@ class _FailingTracking(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def failing_tracking() -> Iterator[str]:
+    _FailingTracking.requests = []
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FailingTracking)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -172,6 +178,13 @@ def test_failing_tracking_server_is_retried_a_bounded_time_then_one_line(
     line = one_error_line(result)
     assert f"MLflow tracking server {failing_tracking} is unreachable or failing" in line
     assert time.monotonic() - start < 120
+    # The first request and MLFLOW_HTTP_REQUEST_MAX_RETRIES (3) retries, backing off (factor
+    # 1: about 2 s, then 4 s), then no other request: the run gave up on the first call.
+    times = [moment for moment, _ in _FailingTracking.requests]
+    assert len({path for _, path in _FailingTracking.requests}) == 1, _FailingTracking.requests
+    assert len(times) == 1 + int(RUN_ENVIRONMENT_DEFAULTS["MLFLOW_HTTP_REQUEST_MAX_RETRIES"])
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert sum(gaps) >= 2 + 4 - 1, gaps
 
 
 # --- two runs at once on the embedded store --------------------------------------------
