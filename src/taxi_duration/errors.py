@@ -8,6 +8,7 @@ CLI turns them into one line on stderr and an exit code in one place (``cli.main
 from __future__ import annotations
 
 import errno
+from pathlib import Path
 from typing import Any
 
 
@@ -68,6 +69,19 @@ class BacktestFailedError(TaxiDurationError):
 
 # Failures that a retry may mend; every other one is final (see the ingest task's retries).
 TRANSIENT_ERRORS: tuple[type[TaxiDurationError], ...] = (DownloadError,)
+
+
+def create_folder(path: Path, what: str, setting: str) -> None:
+    """Create ``path`` and its parents unless they exist. A folder that cannot be made is one
+    StorageError naming it and ``setting``, however the system says so: EACCES, EROFS,
+    ENOTDIR, or ENOENT for a parent that cannot be created (under /proc)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise StorageError(
+            f"{what} {path} cannot be written: {error.strerror or error} "
+            f"(set {setting} to a writable folder)"
+        ) from None
 
 
 def is_storage_failure(error: OSError) -> bool:

@@ -25,6 +25,7 @@ from taxi_duration.errors import (
     InvalidInputError,
     MonthNotPublishedError,
     StorageError,
+    create_folder,
     is_storage_failure,
 )
 from taxi_duration.months import Month
@@ -89,8 +90,8 @@ def download_month(
         except DataError:
             target.unlink()  # corrupt cache: fetch it again
     url = tlc_url(base_url, color, month)
+    create_folder(cache_dir, "data directory", "TAXI_DURATION_DATA_DIR")
     try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
         _download(url, target, color, month, timeout_seconds, progress)
     except OSError as error:  # a full disk or a read-only folder: retrying will not help
         if not is_storage_failure(error):

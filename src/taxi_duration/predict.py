@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from taxi_duration.errors import create_folder
 from taxi_duration.months import Month
 from taxi_duration.prepare import ZONE_COLUMNS
 
@@ -46,7 +47,7 @@ def output_path(output: str, output_dir: Path) -> Path:
 
 def write_parquet_atomically(frame: pd.DataFrame, path: Path) -> None:
     """Write to a temporary file beside ``path`` and rename it: never a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    create_folder(path.parent, "output folder", "TAXI_DURATION_OUTPUT_DIR or --output")
     fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
     temp = Path(temp_name)

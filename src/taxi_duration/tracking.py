@@ -38,6 +38,7 @@ from taxi_duration.errors import (
     RegistryError,
     StorageError,
     TrackingError,
+    create_folder,
     is_storage_failure,
 )
 from taxi_duration.fingerprint import code_version, model_fingerprint
@@ -230,7 +231,7 @@ def embedded_store_lock(settings: Settings) -> Iterator[None]:
     if settings.mlflow_tracking_uri is not None:
         yield
         return
-    settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
+    create_folder(settings.mlflow_dir, "MLflow folder", "TAXI_DURATION_MLFLOW_DIR")
     with open(settings.mlflow_dir / ".lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:

@@ -324,6 +324,25 @@ def test_a_read_only_data_folder_is_one_line_at_once_without_retries(
     assert registry(workspace) == ([], None)
 
 
+@pytest.mark.parametrize(
+    ("setting", "what"),
+    [("TAXI_DURATION_DATA_DIR", "data directory"), ("TAXI_DURATION_MLFLOW_DIR", "MLflow folder")],
+)
+def test_a_folder_that_cannot_be_created_is_one_line_however_the_system_says_it(
+    setting: str, what: str, workspace: Path, fault_server: FaultServer, prefect_api_url: str
+) -> None:
+    # Not even root can make a folder under /proc: mkdir's parents fail with ENOENT.
+    folder = Path("/proc/taxi-duration-test/folder")
+    result = run_cli(
+        workspace, fault_server.url, prefect_api_url, *TRAIN_JAN, **{setting: str(folder)}
+    )
+    line = one_error_line(result)
+    assert result.returncode == 1
+    assert f"{what} {folder} cannot be written" in line, line
+    assert setting in line
+    assert registry(workspace) == ([], None)
+
+
 # --- a month after the current one: bad input, refused before anything runs --------------
 
 
