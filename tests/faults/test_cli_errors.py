@@ -1,8 +1,8 @@
 """Every command: ``--help`` works; a bad argument is one line on stderr and exit code 2.
 
 Complements tests/unit/test_cli_args.py (train, tune); every command the parser has must have
-a case here (a new one cannot be left out). In process, with the flow runner and runtime setup forbidden: an argument error
-must stop ``main`` before anything runs or is written.
+a case here (a new one cannot be left out). In process, with the flow runner and runtime setup
+forbidden: an argument error must stop ``main`` before anything runs or is written.
 """
 
 from __future__ import annotations
