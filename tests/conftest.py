@@ -6,9 +6,12 @@ from __future__ import annotations
 import functools
 import http.server
 import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from dask_cluster import running_dask_cluster
@@ -34,9 +37,52 @@ _ISOLATED_VARIABLES = (
 )
 
 
+# Tests that use these session fixtures run on one pytest-xdist worker, so the fixture's
+# servers start once: the stack most tests share, and the one whose workers are killed.
+_SHARED_SERVERS = {"team_stack": "team-stack"}
+_OWN_STACK_MODULES = {"test_final_states.py": "team-stack-stopped"}
+# Test folders whose modules share module-scoped servers or trainings: a module runs whole
+# on one worker. Unit tests go one by one to whichever worker is free.
+_MODULE_GROUPED_FOLDERS = {"e2e", "faults", "integration", "model", "realdata"}
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # Tests send traffic to loopback only: no telemetry from the Prefect servers they start.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Each pytest process (each xdist worker) has its own Prefect home, not the user's: the
+    # temporary servers the CLI starts keep their database there, and two on one sqlite
+    # file lock each other out.
+    home = Path(tempfile.mkdtemp(prefix="taxi-duration-prefect-home-"))
+    os.environ["PREFECT_HOME"] = str(home)
+    config.add_cleanup(lambda: shutil.rmtree(home, ignore_errors=True))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """In CI (``CI`` set, as `.ci/run` is run) a skipped test fails, with its reason: CI has
+    PostgreSQL, ../shared and root, so a skip there is a test that did not run, not a pass.
+    On a developer's machine tests still skip, with their reason."""
+    report = yield
+    in_ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+    if in_ci and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, where every test must run: {reason}"
+    return report
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Group the tests for pytest-xdist's ``--dist loadgroup`` (see _SHARED_SERVERS)."""
+    for item in items:
+        path = item.path
+        group = _OWN_STACK_MODULES.get(path.name)
+        fixtures = getattr(item, "fixturenames", ())
+        if group is None:
+            group = next((g for f, g in _SHARED_SERVERS.items() if f in fixtures), None)
+        if group is None and path.parent.name in _MODULE_GROUPED_FOLDERS:
+            group = f"{path.parent.name}/{path.stem}"
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
