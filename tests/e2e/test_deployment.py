@@ -28,6 +28,7 @@ import mlflow.artifacts
 import pytest
 from data_server import SERVED_REQUESTS
 from mlflow.tracking import MlflowClient
+from ports import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -60,12 +61,6 @@ class Stack:
     def worker_log(self) -> str:
         path = self.directory / "logs" / "worker.log"
         return path.read_text(errors="replace")[-6000:] if path.exists() else "(no worker log)"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def run(

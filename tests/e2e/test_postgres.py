@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from team_stack import Stack, deploy, free_port, running_stack, spec
+from ports import free_port
+from team_stack import Stack, deploy, running_stack, spec
 
 pytestmark = pytest.mark.slow
 

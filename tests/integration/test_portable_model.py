@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -19,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+from ports import free_port
 from tlc_samples import make_trips
 
 from taxi_duration.flows.train import train
@@ -74,12 +74,6 @@ def test_a_version_predicts_the_same_where_taxi_duration_cannot_be_imported(
     assert np.isfinite(there).all()
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _reject_nan(constant: str) -> None:
     raise AssertionError(f"{constant} is not valid JSON")
 
@@ -88,7 +82,7 @@ def test_the_scoring_server_answers_valid_json_with_null_for_a_trip_without_a_pr
     prefect_api: None, registry: MlflowClient, workspace: Path, tmp_path: Path
 ) -> None:
     train(TrainSpec.parse(year=2023, month=1, model="linear", features="pu_do"))
-    port = _free_port()
+    port = free_port()
     bin_dir = Path(sys.executable).parent  # as in an activated environment: uvicorn on PATH
     env = {
         **os.environ,
