@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -22,13 +22,18 @@ def test_the_temporary_server_starts_while_the_flow_loads(
     it starts first, in the background, and the flow runs once both are done. With a
     configured server there is nothing to start."""
     events: list[str] = []
+    loaded = threading.Event()
 
     def start(self: SubprocessASGIServer, timeout: int | None = None) -> None:
-        time.sleep(0.5)  # a while, as the real one
+        # Ends only once the flow has loaded: started in the background, it waits no time;
+        # started before the flow loads on the same thread, it waits 10 s in vain and the
+        # order below is wrong.
+        loaded.wait(timeout=10)
         events.append("server started")
 
     def flow_call(spec: Spec) -> Callable[[], dict[str, Any]]:
         events.append("flow loaded")
+        loaded.set()
         return lambda: events.append("flow runs") or {}
 
     monkeypatch.setattr(SubprocessASGIServer, "start", start)
