@@ -2,7 +2,7 @@
 
 ``FaultServer`` serves a folder but can be told, per path, to answer 5xx a number of
 times, drop the connection, send fewer bytes than its Content-Length, or answer 404. It
-counts the requests it got for each path.
+counts the requests it got for each path, and notes when each came.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import socket
 import subprocess
 import sys
 import threading
-from collections import Counter
+import time
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +35,7 @@ class FaultServer:
     url: str = ""
     faults: dict[str, Fault] = field(default_factory=dict)
     requests: Counter[str] = field(default_factory=Counter)
+    arrivals: defaultdict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def fail(self, name: str, kind: str, times: int = 1, status: int = 503) -> None:
@@ -44,6 +46,7 @@ class FaultServer:
     def take_fault(self, path: str) -> Fault | None:
         with self.lock:
             self.requests[path] += 1
+            self.arrivals[path].append(time.monotonic())
             fault = self.faults.get(path)
             if fault is None or fault.times == 0:
                 return None
