@@ -68,6 +68,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.outcome = "failed"
         report.longrepr = f"skipped in CI, where every test must run: {reason}"
+    # A failed or hung (pytest-timeout) test of a stack shows the end of its services' logs.
+    stack = getattr(item, "funcargs", {}).get("team_stack")
+    if report.failed and stack is not None:
+        for log in sorted((stack.directory / "logs").glob("*.log")):
+            tail = log.read_text(errors="replace").splitlines()[-40:]
+            report.sections.append((f"last lines of {log.name}", "\n".join(tail)))
     return report
 
 

@@ -223,6 +223,34 @@ def find_directory(env: Mapping[str, str]) -> Path:
     return here
 
 
+# A heartbeat every 30 s unless set: a run whose process dies is marked Crashed (alerts.py).
+HEARTBEAT_SETTING = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
+# Kept settings shown by `status` without their value.
+SECRET_SETTINGS = frozenset({"TAXI_DURATION_SMTP_PASSWORD", "TAXI_DURATION_NOTIFY_WEBHOOK_URL"})
+
+
+def is_kept_setting(name: str) -> bool:
+    """A setting that reaches the stack's runs or alerts: `up` keeps it with the stack."""
+    if name.startswith("TAXI_DURATION_"):
+        return name != "TAXI_DURATION_STACK_DIR"  # names the folder the record is in
+    return name in RUN_ENVIRONMENT_DEFAULTS or name == HEARTBEAT_SETTING
+
+
+def kept_settings(directory: Path) -> dict[str, str]:
+    """The settings the stack in ``directory`` was started with (its last `up`)."""
+    settings = _recorded(directory).get("settings")
+    if not isinstance(settings, dict):
+        return {}
+    return {str(name): str(value) for name, value in settings.items() if is_kept_setting(name)}
+
+
+def with_kept_settings(env: Mapping[str, str]) -> dict[str, str]:
+    """``env``, plus the kept settings of the stack it finds that ``env`` does not set: a
+    stack restarted from a shell without them (after a reboot, a crash) keeps its data
+    address, folders and alerts. A setting set again, even empty, wins."""
+    return {**kept_settings(find_directory(env)), **env}
+
+
 def _recorded(directory: Path) -> dict[str, Any]:
     try:
         record = json.loads((directory / "stack.json").read_text())
@@ -324,8 +352,7 @@ def run_environment(config: StackConfig, base: Mapping[str, str]) -> dict[str, s
         "TAXI_DURATION_OUTPUT_DIR": str(config.output_dir),
         "MLFLOW_TRACKING_URI": config.mlflow_url,
         **{name: base.get(name) or value for name, value in RUN_ENVIRONMENT_DEFAULTS.items()},
-        # A heartbeat every 30 s: a run whose process dies is marked Crashed (taxi_duration.alerts).
-        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": base.get("PREFECT_FLOWS_HEARTBEAT_FREQUENCY") or "30",
+        HEARTBEAT_SETTING: base.get(HEARTBEAT_SETTING) or "30",
     }
 
 
@@ -462,10 +489,21 @@ def _start(
             env=dict(env),
             cwd=config.directory,
             start_new_session=True,  # its own process group: `down` stops its children too
+            preexec_fn=_default_signals,
         )
     record = {"pid": process.pid, "program": Path(command[0]).name, "command": list(command)}
     config.pid_file(service).write_text(json.dumps(record) + "\n")
     return process
+
+
+def _default_signals() -> None:
+    """In a service's process before it starts: signals as the system's defaults, whatever
+    the caller had. A background job of a shell without job control ignores SIGINT and
+    SIGQUIT, and Prefect's worker stops on SIGTERM by sending itself SIGINT: inherited, the
+    worker and its runs would go on after a SIGTERM as if nothing happened."""
+    for number in (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM):
+        signal.signal(number, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
 
 
 def _stop(config: StackConfig, service: str, grace: float = STOP_GRACE_SECONDS) -> bool:
@@ -637,13 +675,17 @@ def _ensure_pool(config: StackConfig, env: Mapping[str, str]) -> bool:
 
 
 def _configure_pool(config: StackConfig, run_env: Mapping[str, str]) -> None:
-    """Write the flow runs' environment into the pool's base job template (its ``env``)."""
+    """Write the flow runs' environment into the pool's base job template (its ``env``), and
+    their output to Prefect's logs only."""
     path = f"/work_pools/{config.pool}"
     template = prefect_api(config, "GET", path).json()["base_job_template"]
-    env = template.get("variables", {}).get("properties", {}).get("env")
-    if env is None:
-        raise StackError(f"work pool {config.pool!r} has no env variable in its job template")
-    env["default"] = dict(run_env)
+    variables = template.get("variables", {}).get("properties", {})
+    if "env" not in variables or "stream_output" not in variables:
+        raise StackError(f"work pool {config.pool!r} has no env or stream_output in its template")
+    variables["env"]["default"] = dict(run_env)
+    # A run's output goes to its logs in Prefect only, not through a pipe to the worker: a
+    # run whose worker is killed goes on to its end instead of failing on a broken pipe.
+    variables["stream_output"]["default"] = False
     response = prefect_api(config, "PATCH", path, {"base_job_template": template})
     if response.status_code >= 300:
         raise StackError(f"could not update work pool {config.pool!r}: HTTP {response.status_code}")
@@ -808,12 +850,18 @@ def up(config: StackConfig, base_env: Mapping[str, str] | None = None) -> None:
 
 
 def _record_stack(config: StackConfig, env: Mapping[str, str]) -> None:
-    """Remember the ports and pool in the folder, and the folder per user: `status` and
-    `down` find the stack from any directory."""
+    """Remember the ports, pool and settings in the folder, and the folder per user: `status`,
+    `down` and a later `up` find the stack, as it was started, from any directory."""
     record: dict[str, Any] = {"prefect_port": config.prefect_port}
     record |= {"mlflow_port": config.mlflow_port, "pool": config.pool}
     record |= {"host": config.host, "auth": config.auth}
-    config.state_file.write_text(json.dumps(record) + "\n")
+    record["settings"] = {name: value for name, value in env.items() if is_kept_setting(name)}
+    # Readable by its owner only (an SMTP password may be among the settings); whole or not at all.
+    partial = config.state_file.with_name(config.state_file.name + ".tmp")
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        out.write(json.dumps(record, indent=1) + "\n")
+    partial.replace(config.state_file)
     with contextlib.suppress(OSError):
         last = last_stack_file(env)
         last.parent.mkdir(parents=True, exist_ok=True)
@@ -822,6 +870,11 @@ def _record_stack(config: StackConfig, env: Mapping[str, str]) -> None:
 
 def _print_run_environment(env: Mapping[str, str]) -> None:
     print("flow runs get   " + "\n                ".join(f"{k}={v}" for k, v in env.items()))
+
+
+def _print_kept_settings(settings: Mapping[str, str]) -> None:
+    shown = [f"{k}={'(set)' if k in SECRET_SETTINGS else v}" for k, v in settings.items()]
+    print("started with    " + ("\n                ".join(shown) or "the defaults"))
 
 
 def _print_access(config: StackConfig) -> None:
@@ -919,6 +972,7 @@ def status(config: StackConfig) -> bool:
     print(f"Prefect UI      {config.prefect_ui_url}")
     print(f"MLflow UI       {config.mlflow_url}")
     print(f"stack folder    {config.directory}")
+    _print_kept_settings(kept_settings(config.directory))
     run_env = pool_environment(config)
     if run_env is not None:
         _print_run_environment(run_env)
@@ -939,6 +993,9 @@ def _display(path: Path) -> str:
 def run(action: str) -> int:
     """Run ``up``, ``down`` or ``status``; the exit code. A failure is raised as a
     TaxiDurationError, which the CLI prints (``cli.main``, the one error path)."""
+    # The settings the stack was started with, unless this shell sets them: the services
+    # `up` starts, and the alerts it applies, read them from this process's environment.
+    os.environ.update(with_kept_settings(os.environ))
     config = StackConfig.from_env()
     if action == "up":
         up(config)

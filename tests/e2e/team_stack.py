@@ -11,7 +11,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,7 +22,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from taxi_duration.stack import StackConfig, prefect_api
+import psutil
+from ports import free_port
+
+from taxi_duration.stack import StackConfig, _port_free, prefect_api
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -68,12 +70,6 @@ def spec(**fields: object) -> tuple[str, str]:
     return "--param", f"spec={json.dumps(fields)}"
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def clean_env() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if key not in ISOLATED}
 
@@ -86,10 +82,27 @@ def run(
     )
 
 
+def _as_a_background_job() -> None:
+    """What a shell without job control gives its background jobs (``cmd &`` in a script,
+    ``nohup``, some service managers): SIGINT and SIGQUIT ignored, inherited by what they
+    start. The stack must not depend on how its caller was started."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGQUIT, signal.SIG_IGN)
+
+
 def stack_command(
     env: dict[str, str], action: str, cwd: Path, timeout: float = 480
 ) -> subprocess.CompletedProcess[str]:
-    return run(env, sys.executable, "-m", "taxi_duration.stack", action, cwd=cwd, timeout=timeout)
+    """``taxi-duration stack ACTION``, run as a background job of a script."""
+    return subprocess.run(
+        [sys.executable, "-m", "taxi_duration.stack", action],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        preexec_fn=_as_a_background_job,
+    )
 
 
 def pid_groups(directory: Path) -> list[int]:
@@ -98,6 +111,15 @@ def pid_groups(directory: Path) -> list[int]:
         with contextlib.suppress(OSError, ValueError, KeyError):
             groups.append(int(json.loads(path.read_text())["pid"]))
     return groups
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether a process of the group still runs (a zombie waiting for its parent does not)."""
+    for process in psutil.process_iter(["status"]):
+        with contextlib.suppress(ProcessLookupError, psutil.Error):
+            if os.getpgid(process.pid) == pgid and process.info["status"] != "zombie":
+                return True
+    return False
 
 
 def kill_groups(groups: list[int]) -> None:
@@ -225,8 +247,13 @@ def running_stack(root: Path, synthetic_data_url: str, **settings: str) -> Itera
     finally:
         groups = sorted(set(groups) | set(pid_groups(directory)))
         stopped = stack_command(stack.env, "down", cwd=root, timeout=120)
+        left = [pgid for pgid in groups if group_alive(pgid)]
         kill_groups(groups)  # whatever `down` could not stop
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+        # `down` leaves no process and no listening port behind.
+        assert left == [], f"stack down left the process groups {left}"
+        ports = (stack.prefect_port, stack.mlflow_port)
+        assert all(_port_free(port) for port in ports), f"a port of {ports} still listens"
 
 
 def deploy(stack: Stack) -> subprocess.CompletedProcess[str]:

@@ -1,16 +1,20 @@
-"""Every run ends in a final state, however its worker stops, and a crashed run can be retried.
+"""Every run ends in a decided state, however its worker stops (docs/deploying.md's table).
 
-``stack down`` cancels the pool's in-flight runs through Prefect before stopping the worker;
-a worker stopped with SIGTERM marks its runs Crashed as it exits; a run whose process is
-killed outright stops sending heartbeats (every 30 s, set in the pool's job template) and
-Prefect's heartbeat automation marks it Crashed. Each Crashed run is alerted.
-``prefect flow-run retry`` then completes it with a new worker, the months from the cache.
+- ``stack down`` cancels the pool's in-flight runs through Prefect before stopping the worker.
+- A worker stopped with SIGTERM (however the stack was started) kills its runs' processes;
+  they stop sending heartbeats (every 30 s, set in the pool's job template) and Prefect's
+  heartbeat automation marks them Crashed, which is alerted.
+- A run whose process is killed outright, with its worker, is marked Crashed the same way.
+- A worker killed alone with SIGKILL leaves its runs to go on to their end.
+``prefect flow-run retry`` then completes a Crashed run with a new worker, from the months
+cache, or from the data address the stack was started with when that cache is gone.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -32,7 +36,7 @@ MONTH_TASKS = ("ingest", "prepare")
 
 def start_long_run(stack: Stack, **fields: object) -> str:
     """A tune run of many trials, once its months are prepared (ingest and prepare Completed,
-    hence cached) and it has sent its first heartbeat."""
+    hence cached) and the server has its first heartbeat."""
     flow_run_id = stack.trigger("tune/manual", *spec(year=2023, month=1, trials=2000, **fields))
     deadline = time.monotonic() + 300
     while not (
@@ -45,8 +49,24 @@ def start_long_run(stack: Stack, **fields: object) -> str:
     ):
         assert time.monotonic() < deadline, stack.logs(flow_run_id)
         time.sleep(1)
-    time.sleep(5)
+    wait_for_heartbeat(stack, flow_run_id)
     return flow_run_id
+
+
+def wait_for_heartbeat(stack: Stack, flow_run_id: str, timeout: float = 60) -> None:
+    """Until the server has the run's first heartbeat event: from then on a run that stops
+    sending them is one the heartbeat automation can mark Crashed."""
+    query = {
+        "filter": {
+            "event": {"name": ["prefect.flow-run.heartbeat"]},
+            "resource": {"id": [f"prefect.flow-run.{flow_run_id}"]},
+        },
+        "limit": 1,
+    }
+    deadline = time.monotonic() + timeout
+    while not stack.call("POST", "/events/filter", query)["events"]:
+        assert time.monotonic() < deadline, f"no heartbeat from {flow_run_id} in {timeout} s"
+        time.sleep(0.5)
 
 
 def month_task_states(
@@ -171,10 +191,24 @@ def downloads(data_url: str) -> list[str]:
     return [request for request in SERVED_REQUESTS[data_url] if request.startswith("GET")]
 
 
-def test_a_run_whose_worker_gets_sigterm_ends_crashed_and_is_alerted(
-    team_stack: Stack, team_deployed: subprocess.CompletedProcess[str], smtp_sink: SMTPSink
+def shell_without_settings(stack: Stack) -> dict[str, str]:
+    """The stack's environment without any TAXI_DURATION_* setting: a shell after a reboot,
+    which finds the stack by the folder `up` recorded (XDG_STATE_HOME)."""
+    return {k: v for k, v in stack.env.items() if not k.startswith("TAXI_DURATION_")}
+
+
+def test_a_run_whose_worker_gets_sigterm_ends_crashed_alerted_and_retried_on_kept_settings(
+    team_stack: Stack,
+    team_deployed: subprocess.CompletedProcess[str],
+    smtp_sink: SMTPSink,
+    synthetic_data_url: str,
 ) -> None:
-    flow_run_id = start_long_run(team_stack)
+    """The worker stopped as a service manager stops it, the stack having been started as a
+    background job (SIGINT ignored, team_stack.stack_command): the worker stops its run, which
+    ends Crashed and alerted; then the stack is started again from a shell without its
+    settings and with its months cache emptied, and the retry downloads the months from the
+    data address the stack was first started with."""
+    flow_run_id = start_long_run(team_stack, timeout=RETRIED_SEARCH_SECONDS)
     emails_before = len(smtp_sink.inbox.snapshot())
     worker = worker_pid(team_stack)
     flow_processes = psutil.Process(worker).children(recursive=True)
@@ -185,10 +219,40 @@ def test_a_run_whose_worker_gets_sigterm_ends_crashed_and_is_alerted(
         flow_run = team_stack.wait_final(flow_run_id, timeout=CRASHED_WITHIN_SECONDS + 30)
         assert flow_run["state"]["type"] == "CRASHED", flow_run["state"]
         print(f"SIGTERM: {flow_run['state']['type']} after {time.monotonic() - stopped:.0f} s")
+        assert time.monotonic() - stopped < CRASHED_WITHIN_SECONDS
         wait_for_alert(smtp_sink, flow_run, emails_before)
         # The run's process does not go on (and crash later on a broken pipe).
         _, alive = psutil.wait_procs(flow_processes, timeout=30)
         assert not alive, alive
+    finally:
+        shutil.rmtree(team_stack.directory / "data", ignore_errors=True)
+        restarted = stack_command(shell_without_settings(team_stack), "up", cwd=team_stack.root)
+        assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    assert f"data from {synthetic_data_url}" in restarted.stdout, restarted.stdout
+    downloads_before = len(downloads(synthetic_data_url))
+    retried = run(
+        shell_without_settings(team_stack),
+        str(BIN / "prefect"),
+        *("flow-run", "retry", flow_run_id),
+        cwd=REPO_ROOT,
+    )
+    assert retried.returncode == 0, retried.stdout + retried.stderr
+    team_stack.wait_completed(flow_run_id)
+    assert len(downloads(synthetic_data_url)) == downloads_before + 2  # both months, again
+
+
+def test_a_run_whose_worker_alone_is_killed_goes_on_to_its_end(
+    team_stack: Stack, team_deployed: subprocess.CompletedProcess[str]
+) -> None:
+    """SIGKILL leaves the worker no chance to stop its runs: each goes on in its own session
+    and reports its own final state."""
+    flow_run_id = start_long_run(team_stack, timeout=15)
+    worker = worker_pid(team_stack)
+    flow_processes = psutil.Process(worker).children(recursive=True)
+    assert flow_processes, "the worker has no flow run process"
+    os.killpg(worker, signal.SIGKILL)  # the worker's group: not its runs' sessions
+    try:
+        team_stack.wait_completed(flow_run_id)
     finally:
         restarted = stack_command(team_stack.env, "up", cwd=team_stack.root)  # a new worker
         assert restarted.returncode == 0, restarted.stdout + restarted.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -89,6 +90,75 @@ def test_flow_runs_get_the_data_url_outputs_bounded_mlflow_retries_and_heartbeat
         "OMP_WAIT_POLICY": "PASSIVE",
         "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
     }
+
+
+def test_the_settings_up_was_given_are_kept_private_and_reused_unless_set_again(
+    tmp_path: Path,
+) -> None:
+    env = {
+        "TAXI_DURATION_STACK_DIR": str(tmp_path),
+        "TAXI_DURATION_DATA_URL": "http://mirror",
+        "TAXI_DURATION_SMTP_PASSWORD": "s3cret",
+        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "10",
+        "HOME": "/home/someone",  # not a setting of the stack's
+    }
+    config = stack.StackConfig.from_env(env)
+    config.directory.mkdir(exist_ok=True)
+    stack._record_stack(config, env)
+    assert config.state_file.stat().st_mode & 0o777 == 0o600
+    assert stack.kept_settings(tmp_path) == {
+        "TAXI_DURATION_DATA_URL": "http://mirror",
+        "TAXI_DURATION_SMTP_PASSWORD": "s3cret",
+        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "10",
+    }
+    later = {"TAXI_DURATION_STACK_DIR": str(tmp_path), "TAXI_DURATION_SMTP_PASSWORD": "new"}
+    again = stack.with_kept_settings(later)
+    assert again["TAXI_DURATION_DATA_URL"] == "http://mirror"
+    assert again["TAXI_DURATION_SMTP_PASSWORD"] == "new"  # set again: it wins
+    assert "HOME" not in again
+    assert stack.StackConfig.from_env(again).data_url == "http://mirror"
+
+
+def test_status_names_the_kept_settings_and_hides_the_secrets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stack._print_kept_settings(
+        {"TAXI_DURATION_DATA_URL": "http://mirror", "TAXI_DURATION_SMTP_PASSWORD": "s3cret"}
+    )
+    out = capsys.readouterr().out
+    assert "TAXI_DURATION_DATA_URL=http://mirror" in out
+    assert "TAXI_DURATION_SMTP_PASSWORD=(set)" in out
+    assert "s3cret" not in out
+
+
+def test_a_service_starts_with_default_signals_whatever_its_caller_ignores(
+    tmp_path: Path,
+) -> None:
+    """A background job of a script ignores SIGINT and SIGQUIT; what the stack starts must
+    not (Prefect's worker stops on SIGTERM by sending itself SIGINT)."""
+    config = stack.StackConfig.from_env({"TAXI_DURATION_STACK_DIR": str(tmp_path)})
+    for folder in (config.logs, config.run):
+        folder.mkdir(parents=True)
+    command = [sys.executable, "-c", "print(open('/proc/self/status').read())"]
+    script = (
+        "import signal, sys\n"
+        "from taxi_duration import stack\n"
+        "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        "signal.signal(signal.SIGQUIT, signal.SIG_IGN)\n"
+        "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})\n"
+        f"config = stack.StackConfig.from_env({{'TAXI_DURATION_STACK_DIR': {str(tmp_path)!r}}})\n"
+        f"stack._start(config, 'worker', {command!r}, {{}}).wait()\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+    masks = dict(
+        line.split(":\t")
+        for line in config.log_file("worker").read_text().splitlines()
+        if line.startswith("Sig")
+    )
+    sigint_and_sigquit = 1 << (signal.SIGINT - 1) | 1 << (signal.SIGQUIT - 1)
+    assert int(masks["SigIgn"], 16) & sigint_and_sigquit == 0, masks
+    assert int(masks["SigCgt"], 16) & 1 << (signal.SIGINT - 1), masks  # KeyboardInterrupt
+    assert int(masks["SigBlk"], 16) == 0, masks
 
 
 class _BusyThenReady(BaseHTTPRequestHandler):
