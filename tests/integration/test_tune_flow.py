@@ -56,3 +56,29 @@ def test_tune_rejects_a_search_without_trials(prefect_api: None, registry: Mlflo
 
     with pytest.raises(InvalidInputError, match="trials 0"):
         tune({"year": 2023, "month": 1, "trials": 0})  # type: ignore[arg-type]
+
+
+def test_two_jobs_run_every_trial_and_weak_trials_are_pruned(
+    prefect_api: None, registry: MlflowClient
+) -> None:
+    """``--jobs 2`` through the flow: every trial a nested run, numbered once each; the
+    median pruner stops trials worse than the others' median early (recorded KILLED, without
+    the rounds a completed trial keeps), and the best is one that completed."""
+    summary = tune(TuneSpec.parse(year=2023, month=1, trials=16, seed=3, jobs=2))
+    assert summary.n_trials == 16
+    parent = registry.get_run(summary.run_id)
+    children = registry.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{summary.run_id}'",
+    )
+    assert sorted(run.info.run_name for run in children) == sorted(
+        f"trial-{number}" for number in range(16)
+    )
+    pruned = [run for run in children if run.info.status == "KILLED"]
+    finished = [run for run in children if run.info.status == "FINISHED"]
+    assert pruned, "no trial was pruned"
+    assert len(pruned) + len(finished) == 16
+    # A pruned trial stopped before its best round was known: no rounds kept.
+    assert all("rounds" not in run.data.metrics for run in pruned)
+    assert all("rounds" in run.data.metrics for run in finished)
+    assert summary.rmse == pytest.approx(min(run.data.metrics["rmse"] for run in finished))
