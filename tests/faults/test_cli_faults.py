@@ -11,6 +11,7 @@ import itertools
 import json
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -116,19 +117,46 @@ def test_bad_data_is_one_clear_line_and_changes_no_champion(
 # --- MLflow unreachable or failing ---------------------------------------------------
 
 
+@pytest.fixture
+def hanging_up_tracking() -> Iterator[tuple[str, list[float]]]:
+    """A tracking address that accepts each connection and closes it at once, unanswered:
+    the times it was connected to."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    connected: list[float] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:  # closed: the test is over
+                return
+            connected.append(time.monotonic())
+            connection.close()
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}", connected
+    listener.close()
+
+
 def test_unreachable_tracking_server_is_one_line_in_bounded_time(
-    workspace: Path, fault_server: FaultServer, prefect_api_url: str
+    workspace: Path,
+    fault_server: FaultServer,
+    prefect_api_url: str,
+    hanging_up_tracking: tuple[str, list[float]],
 ) -> None:
-    tracking = closed_port_url()
-    start = time.monotonic()
-    result = run_cli(
-        workspace, fault_server.url, prefect_api_url, *TRAIN_JAN, MLFLOW_TRACKING_URI=tracking
-    )
-    elapsed = time.monotonic() - start
-    assert result.returncode == 1, result.stderr
-    line = one_error_line(result)
-    assert f"MLflow tracking server {tracking} is unreachable" in line
-    assert elapsed < 120
+    for tracking in (closed_port_url(), hanging_up_tracking[0]):
+        start = time.monotonic()
+        result = run_cli(
+            workspace, fault_server.url, prefect_api_url, *TRAIN_JAN, MLFLOW_TRACKING_URI=tracking
+        )
+        elapsed = time.monotonic() - start
+        assert result.returncode == 1, result.stderr
+        line = one_error_line(result)
+        assert f"MLflow tracking server {tracking} is unreachable" in line
+        assert elapsed < 120
+    # Counted where it hung up: the first call and MLflow's 3 retries, then nothing more.
+    connected = hanging_up_tracking[1]
+    assert len(connected) == 1 + int(RUN_ENVIRONMENT_DEFAULTS["MLFLOW_HTTP_REQUEST_MAX_RETRIES"])
 
 
 class _FailingTracking(http.server.BaseHTTPRequestHandler):
