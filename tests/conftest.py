@@ -41,9 +41,9 @@ _ISOLATED_VARIABLES = (
 # servers start once: the stack most tests share, and the one whose workers are killed.
 _SHARED_SERVERS = {"team_stack": "team-stack"}
 _OWN_STACK_MODULES = {"test_final_states.py": "team-stack-stopped"}
-# Test folders whose modules share module-scoped servers or trainings: a module runs whole
-# on one worker. Unit tests go one by one to whichever worker is free.
-_MODULE_GROUPED_FOLDERS = {"e2e", "faults", "integration", "model", "realdata"}
+# xdist hands out groups in this order: the long ones (servers, trainings) first, the unit
+# tests last, to fill the workers' gaps.
+_FOLDER_ORDER = {"e2e": 0, "integration": 1, "realdata": 2, "model": 3, "faults": 4, "unit": 5}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -78,17 +78,30 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Group the tests for pytest-xdist's ``--dist loadgroup`` (see _SHARED_SERVERS)."""
+    """Group the tests for pytest-xdist's ``--dist loadgroup``: those sharing a stack (see
+    _SHARED_SERVERS), and a module's tests that share a module-scoped fixture (its servers
+    or trainings, made once); any other test goes alone to whichever worker is free."""
+    items.sort(key=lambda item: _FOLDER_ORDER.get(item.path.parent.name, len(_FOLDER_ORDER)))
     for item in items:
-        path = item.path
-        group = _OWN_STACK_MODULES.get(path.name)
         fixtures = getattr(item, "fixturenames", ())
-        if group is None:
-            group = next((g for f, g in _SHARED_SERVERS.items() if f in fixtures), None)
-        if group is None and path.parent.name in _MODULE_GROUPED_FOLDERS:
-            group = f"{path.parent.name}/{path.stem}"
+        group = _OWN_STACK_MODULES.get(item.path.name) or next(
+            (group for name, group in _SHARED_SERVERS.items() if name in fixtures), None
+        )
+        if group is None and _uses_a_module_fixture(item):
+            group = f"{item.path.parent.name}/{item.path.stem}"
         if group is not None:
             item.add_marker(pytest.mark.xdist_group(group))
+
+
+def _uses_a_module_fixture(item: pytest.Item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return False
+    return any(
+        definition.scope == "module"
+        for definitions in info.name2fixturedefs.values()
+        for definition in definitions
+    )
 
 
 @pytest.fixture(scope="session")

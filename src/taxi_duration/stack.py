@@ -38,7 +38,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -244,11 +244,14 @@ def kept_settings(directory: Path) -> dict[str, str]:
     return {str(name): str(value) for name, value in settings.items() if is_kept_setting(name)}
 
 
-def with_kept_settings(env: Mapping[str, str]) -> dict[str, str]:
-    """``env``, plus the kept settings of the stack it finds that ``env`` does not set: a
-    stack restarted from a shell without them (after a reboot, a crash) keeps its data
-    address, folders and alerts. A setting set again, even empty, wins."""
-    return {**kept_settings(find_directory(env)), **env}
+def reuse_kept_settings(env: MutableMapping[str, str]) -> None:
+    """Add to ``env`` the kept settings of the stack it finds that it does not set: a stack
+    restarted from a shell without them (after a reboot, a crash) keeps its data address,
+    folders and alerts. A setting set again wins; set empty, it is dropped (its default)."""
+    for name, value in kept_settings(find_directory(env)).items():
+        env.setdefault(name, value)
+    for name in [name for name, value in env.items() if not value and is_kept_setting(name)]:
+        del env[name]
 
 
 def _recorded(directory: Path) -> dict[str, Any]:
@@ -993,9 +996,10 @@ def _display(path: Path) -> str:
 def run(action: str) -> int:
     """Run ``up``, ``down`` or ``status``; the exit code. A failure is raised as a
     TaxiDurationError, which the CLI prints (``cli.main``, the one error path)."""
-    # The settings the stack was started with, unless this shell sets them: the services
-    # `up` starts, and the alerts it applies, read them from this process's environment.
-    os.environ.update(with_kept_settings(os.environ))
+    # The settings the stack was started with, unless this shell sets them (empty: back to
+    # the default): the services `up` starts, and the alerts it applies, read them from this
+    # process's environment.
+    reuse_kept_settings(os.environ)
     config = StackConfig.from_env()
     if action == "up":
         up(config)

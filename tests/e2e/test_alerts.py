@@ -21,6 +21,7 @@ from mlflow.tracking import MlflowClient
 from team_stack import BIN, SMTPSink, Stack, WebhookReceiver, run, spec, stack_command
 
 from taxi_duration import alerts
+from taxi_duration.stack import kept_settings
 
 pytestmark = pytest.mark.slow
 
@@ -162,6 +163,10 @@ def test_up_again_updates_the_alerts_in_place_and_tells_of_a_new_champion(
             assert f"Prefect run: {team_stack.ui}/runs/flow-run/{flow_run_id}\n" in text
             assert f"MLflow run: {team_stack.mlflow}/#/runs/{mlflow_run_id}\n" in text
     finally:
-        restored = stack_command(team_stack.env, "up", cwd=team_stack.root)
+        # `up` kept the setting: a later `up` turns it off only by setting it again (empty:
+        # back to its default, off).
+        without_promotions = {**team_stack.env, "TAXI_DURATION_NOTIFY_ON_PROMOTION": ""}
+        restored = stack_command(without_promotions, "up", cwd=team_stack.root)
         assert restored.returncode == 0, restored.stdout + restored.stderr
     assert set(_ours(team_stack)) == {alerts.FAILED_AUTOMATION, alerts.HEARTBEAT_AUTOMATION}
+    assert "TAXI_DURATION_NOTIFY_ON_PROMOTION" not in kept_settings(team_stack.directory)
