@@ -78,10 +78,15 @@ def create_folder(path: Path, what: str, setting: str) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise StorageError(
-            f"{what} {path} cannot be written: {error.strerror or error} "
-            f"(set {setting} to a writable folder)"
-        ) from None
+        raise unwritable(path, what, setting, error) from None
+
+
+def unwritable(path: Path, what: str, setting: str, error: OSError) -> StorageError:
+    """The one line for a folder that cannot be written, naming the setting to change."""
+    return StorageError(
+        f"{what} {path} cannot be written: {error.strerror or error} "
+        f"(set {setting} to a writable folder)"
+    )
 
 
 def is_storage_failure(error: OSError) -> bool:

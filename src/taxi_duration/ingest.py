@@ -24,9 +24,9 @@ from taxi_duration.errors import (
     DownloadError,
     InvalidInputError,
     MonthNotPublishedError,
-    StorageError,
     create_folder,
     is_storage_failure,
+    unwritable,
 )
 from taxi_duration.months import Month
 
@@ -96,10 +96,7 @@ def download_month(
     except OSError as error:  # a full disk or a read-only folder: retrying will not help
         if not is_storage_failure(error):
             raise
-        raise StorageError(
-            f"data directory {cache_dir} cannot be written: {error.strerror or error} "
-            "(set TAXI_DURATION_DATA_DIR to a writable folder)"
-        ) from None
+        raise unwritable(cache_dir, "data directory", "TAXI_DURATION_DATA_DIR", error) from None
     return target
 
 
