@@ -18,6 +18,7 @@ from dask_cluster import running_dask_cluster
 from data_server import SERVED_REQUESTS, QuietHandler
 from tlc_samples import write_month
 
+from taxi_duration.environment import RUN_ENVIRONMENT_DEFAULTS
 from taxi_duration.months import Month
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -49,6 +50,11 @@ _FOLDER_ORDER = {"e2e": 0, "integration": 1, "realdata": 2, "model": 3, "faults"
 def pytest_configure(config: pytest.Config) -> None:
     # Tests send traffic to loopback only: no telemetry from the Prefect servers they start.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Flows run in the tests' processes get what the CLI gives every run, before OpenMP
+    # loads: XGBoost's threads spinning while they wait took the cores from the other
+    # workers' tests.
+    for name, value in RUN_ENVIRONMENT_DEFAULTS.items():
+        os.environ.setdefault(name, value)
     # Each pytest process (each xdist worker) has its own Prefect home, not the user's: the
     # temporary servers the CLI starts keep their database there, and two on one sqlite
     # file lock each other out.

@@ -25,6 +25,7 @@ from typing import Any
 import psutil
 from ports import free_port
 
+from taxi_duration.environment import RUN_ENVIRONMENT_DEFAULTS
 from taxi_duration.stack import StackConfig, _port_free, prefect_api
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -71,7 +72,10 @@ def spec(**fields: object) -> tuple[str, str]:
 
 
 def clean_env() -> dict[str, str]:
-    return {key: value for key, value in os.environ.items() if key not in ISOLATED}
+    # RUN_ENVIRONMENT_DEFAULTS: tests/conftest.py sets them for the tests' own flows; the
+    # stack must give them to its runs itself.
+    isolated = {*ISOLATED, *RUN_ENVIRONMENT_DEFAULTS}
+    return {key: value for key, value in os.environ.items() if key not in isolated}
 
 
 def run(

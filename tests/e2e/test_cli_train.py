@@ -12,6 +12,7 @@ import pytest
 from cli_output import non_progress_lines, progress_match
 from mlflow.tracking import MlflowClient
 
+from taxi_duration.environment import RUN_ENVIRONMENT_DEFAULTS
 from taxi_duration.flows.train import STEPS
 
 pytestmark = pytest.mark.slow
@@ -35,7 +36,7 @@ JSON_KEYS = {
 
 def run_cli(workspace: Path, data_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k not in RUN_ENVIRONMENT_DEFAULTS},
         "TAXI_DURATION_DATA_URL": data_url,
         "PREFECT_HOME": str(workspace / "prefect-home"),
     }

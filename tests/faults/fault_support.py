@@ -19,6 +19,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from taxi_duration.environment import RUN_ENVIRONMENT_DEFAULTS
+
 
 @dataclass
 class Fault:
@@ -118,8 +120,10 @@ def closed_port_url() -> str:
 
 
 def cli_env(workspace: Path, data_url: str, prefect_url: str, **extra: str) -> dict[str, str]:
+    # Not what tests/conftest.py gives the tests' own flows: the CLI must set it itself.
+    inherited = {k: v for k, v in os.environ.items() if k not in RUN_ENVIRONMENT_DEFAULTS}
     return {
-        **os.environ,
+        **inherited,
         "TAXI_DURATION_DATA_URL": data_url,
         "TAXI_DURATION_DATA_DIR": str(workspace / "data"),
         "TAXI_DURATION_MLFLOW_DIR": str(workspace / "mlflow"),
