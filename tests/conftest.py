@@ -188,6 +188,19 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         yield
 
 
+@pytest.fixture(scope="session")
+def prefect_api_url(prefect_api: None) -> str:
+    """The URL of the session's temporary Prefect server, for CLI subprocesses to share.
+
+    Sharing it spares every subprocess the start of its own ephemeral server.
+    """
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value()
+    assert url, "prefect_test_harness sets PREFECT_API_URL"
+    return str(url)
+
+
 @pytest.fixture
 def dask_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The folder of the cluster's logs: ``scheduler.log``, ``worker.log``."""

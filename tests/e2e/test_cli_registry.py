@@ -14,11 +14,13 @@ pytestmark = pytest.mark.slow
 MODEL = "nyc-taxi-duration-green"
 
 
-def test_predict_and_promote_round_trip(workspace: Path, synthetic_data_url: str) -> None:
+def test_predict_and_promote_round_trip(
+    workspace: Path, synthetic_data_url: str, prefect_api_url: str
+) -> None:
     for model in ("linear", "xgboost"):
         trained = run_cli(
             workspace, synthetic_data_url, "train", "--year", "2023", "--month", "1",
-            "--model", model, "--json",
+            "--model", model, "--json", prefect_url=prefect_api_url,
         )  # fmt: skip
         assert trained.returncode == 0, trained.stderr
 
@@ -31,7 +33,7 @@ def test_predict_and_promote_round_trip(workspace: Path, synthetic_data_url: str
 
     scored = run_cli(
         workspace, synthetic_data_url, "predict", "--year", "2023", "--month", "3",
-        "--output", "out/predictions.parquet", "--json",
+        "--output", "out/predictions.parquet", "--json", prefect_url=prefect_api_url,
     )  # fmt: skip
     assert scored.returncode == 0, scored.stderr
     result = json.loads(scored.stdout.strip().splitlines()[-1])
@@ -44,7 +46,10 @@ def test_predict_and_promote_round_trip(workspace: Path, synthetic_data_url: str
     assert f"wrote {written}" in scored.stdout
 
     # By hand, the version that is not the champion (a rollback or a roll forward).
-    promoted = run_cli(workspace, synthetic_data_url, "promote", "--version", other, "--json")
+    promoted = run_cli(
+        workspace, synthetic_data_url, "promote", "--version", other, "--json",
+        prefect_url=prefect_api_url,
+    )  # fmt: skip
     assert promoted.returncode == 0, promoted.stderr
     lines = promoted.stdout.strip().splitlines()
     result = json.loads(lines[-1])
@@ -87,9 +92,14 @@ def validation_rmse(registry: MlflowClient, version: str) -> float:
     ],
 )
 def test_registry_errors_are_one_line(
-    workspace: Path, synthetic_data_url: str, args: tuple[str, ...], exit_code: int, expected: str
+    workspace: Path,
+    synthetic_data_url: str,
+    prefect_api_url: str,
+    args: tuple[str, ...],
+    exit_code: int,
+    expected: str,
 ) -> None:
-    result = run_cli(workspace, synthetic_data_url, *args)
+    result = run_cli(workspace, synthetic_data_url, *args, prefect_url=prefect_api_url)
     assert result.returncode == exit_code
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr

@@ -1,4 +1,4 @@
-"""Fixtures of the fault tests: a fresh fault-injecting data server, a shared Prefect API."""
+"""Fixtures of the fault tests: a fresh fault-injecting data server."""
 
 from __future__ import annotations
 
@@ -16,16 +16,3 @@ def fault_server(synthetic_months: Path) -> Iterator[FaultServer]:
     yield state
     server.shutdown()
     server.server_close()
-
-
-@pytest.fixture(scope="session")
-def prefect_api_url(prefect_api: None) -> str:
-    """The URL of the session's temporary Prefect server, for CLI subprocesses to share.
-
-    Sharing it spares every subprocess the start of its own ephemeral server.
-    """
-    from prefect.settings import PREFECT_API_URL
-
-    url = PREFECT_API_URL.value()
-    assert url, "prefect_test_harness sets PREFECT_API_URL"
-    return str(url)
