@@ -7,6 +7,7 @@ import functools
 import http.server
 import os
 import shutil
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -39,11 +40,16 @@ _ISOLATED_VARIABLES = (
 
 
 # Tests that use these session fixtures run on one pytest-xdist worker, so the fixture's
-# servers start once: the stack most tests share, and the one whose workers are killed.
+# servers start once: the stack most tests share, and (a stack each, as they wait minutes for
+# a run to be marked Crashed) the modules whose workers are killed.
 _SHARED_SERVERS = {"team_stack": "team-stack"}
-_OWN_STACK_MODULES = {"test_final_states.py": "team-stack-stopped"}
-# xdist hands out groups in this order: the long ones (servers, trainings) first, the unit
-# tests last, to fill the workers' gaps.
+_OWN_STACK_MODULES = {
+    "test_final_states.py": "team-stack-stopped",
+    "test_worker_sigterm.py": "team-stack-sigterm",
+}
+# xdist hands out groups in this order: the longest (the stacks' groups, several minutes
+# each), then servers and trainings, the unit tests last, to fill the workers' gaps.
+_LONGEST_GROUPS = ("team-stack-stopped", "team-stack-sigterm", "team-stack")
 _FOLDER_ORDER = {"e2e": 0, "integration": 1, "realdata": 2, "model": 3, "faults": 4, "unit": 5}
 
 
@@ -83,20 +89,53 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
+# First: pytest-xdist reads the groups in its own hook, so they must be marked before it.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Group the tests for pytest-xdist's ``--dist loadgroup``: those sharing a stack (see
     _SHARED_SERVERS), and a module's tests that share a module-scoped fixture (its servers
     or trainings, made once); any other test goes alone to whichever worker is free."""
-    items.sort(key=lambda item: _FOLDER_ORDER.get(item.path.parent.name, len(_FOLDER_ORDER)))
-    for item in items:
-        fixtures = getattr(item, "fixturenames", ())
-        group = _OWN_STACK_MODULES.get(item.path.name) or next(
-            (group for name, group in _SHARED_SERVERS.items() if name in fixtures), None
-        )
-        if group is None and _uses_a_module_fixture(item):
-            group = f"{item.path.parent.name}/{item.path.stem}"
+    groups = {item: _group(item) for item in items}
+    for item, group in groups.items():
         if group is not None:
             item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(
+        key=lambda item: (
+            _LONGEST_GROUPS.index(group) if (group := groups[item]) in _LONGEST_GROUPS else 99,
+            _FOLDER_ORDER.get(item.path.parent.name, len(_FOLDER_ORDER)),
+        )
+    )
+
+
+def _group(item: pytest.Item) -> str | None:
+    fixtures = getattr(item, "fixturenames", ())
+    group = _OWN_STACK_MODULES.get(item.path.name) or next(
+        (group for name, group in _SHARED_SERVERS.items() if name in fixtures), None
+    )
+    if group is None and _uses_a_module_fixture(item):
+        group = f"{item.path.parent.name}/{item.path.stem}"
+    return group
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """On an xdist worker, each grouped test's id must carry its group (``id@group``): it is
+    all the scheduler reads. Where it does not (pytest 9.2 with pytest-xdist 3.8), groups are
+    silently ignored and every worker starts its own stacks; fail instead."""
+    if not session.config.getvalue("loadgroup"):
+        return
+    lost = [
+        item.nodeid
+        for item in session.items
+        if item.get_closest_marker("xdist_group") and "@" not in item.nodeid
+    ]
+    if lost:
+        message = (
+            f"pytest-xdist did not group {len(lost)} tests (first: {lost[0]}): "
+            "install the versions in requirements/constraints.txt"
+        )
+        print(message, file=sys.__stderr__)  # the controller shows no more than an assertion
+        raise pytest.UsageError(message)
 
 
 def _uses_a_module_fixture(item: pytest.Item) -> bool:
