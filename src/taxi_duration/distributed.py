@@ -7,7 +7,7 @@ through it. The result is the same ``TripDurationModel`` as a local run's (the f
 preprocessor and a booster), so it is registered and served the same way.
 
 Differences from the local computation (``models.month_pair_features``), all documented in
-the README:
+docs/usage.md (Training on a Dask cluster):
 - Statistic folds and the early-stopping holdout are drawn per partition (seeded by the
   partition's number) rather than over the whole window's row order: the same sizes, other
   rows.
