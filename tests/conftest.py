@@ -122,7 +122,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     """On an xdist worker, each grouped test's id must carry its group (``id@group``): it is
     all the scheduler reads. Where it does not (pytest 9.2 with pytest-xdist 3.8), groups are
     silently ignored and every worker starts its own stacks; fail instead."""
-    if not session.config.getvalue("loadgroup"):
+    if not getattr(session.config.option, "loadgroup", False):  # only set on xdist workers
         return
     lost = [
         item.nodeid
