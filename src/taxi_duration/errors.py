@@ -40,6 +40,10 @@ class DataError(TaxiDurationError):
     """A data file is unusable: not parquet, a column missing or of the wrong type, no rows kept."""
 
 
+class DataCheckError(DataError):
+    """A prepared month fails its data checks (``checks.py``): the run stops before training."""
+
+
 class RegistryError(TaxiDurationError):
     """The model registry lacks what was asked for (no champion yet, an unknown version)."""
 
