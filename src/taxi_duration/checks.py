@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Literal
 
 from taxi_duration.choices import (
+    FIRST_ZONE_ID,
+    LAST_NYC_ZONE_ID,
     MAX_DURATION_MINUTES,
     MIN_DURATION_MINUTES,
     REQUEST_COLUMNS,
@@ -31,10 +33,9 @@ if TYPE_CHECKING:
 # columns are optional by design (yellow has no trip_type, fhvhv none of them): their missing
 # shares are figures, not checks.
 CORE_COLUMNS = ("pickup_datetime", *ZONE_COLUMNS, "trip_distance")
-# Zones the model can place: the TLC's NYC zones 1..263. 264 ("Unknown") and 265 ("Outside of
-# NYC" / N/A) name no zone, and a meter that stops recording locations writes 264, so they
-# count as unknown with missing ids and ids off the list.
-FIRST_ZONE, LAST_ZONE = 1, 263
+# Zones the model can place: the NYC zones (choices.py). 264 and 265 name no zone, and a meter
+# that stops recording locations writes 264, so they count as unknown with missing ids and
+# ids off the list.
 # About twice the longest drive within the city (Staten Island's south tip to the north
 # Bronx). Longer trips exist (out of town, or a broken odometer), so its figure is a share.
 LONG_TRIP_MILES = 100.0
@@ -216,7 +217,7 @@ def _unknown_zone(frame: pd.DataFrame) -> np.ndarray:
         zones = frame[column].cat
         ids = np.asarray(zones.categories, dtype=np.int64)
         # Code -1 (missing) picks the trailing True.
-        is_unknown = np.append((ids < FIRST_ZONE) | (ids > LAST_ZONE), True)
+        is_unknown = np.append((ids < FIRST_ZONE_ID) | (ids > LAST_NYC_ZONE_ID), True)
         unknown |= is_unknown[zones.codes.to_numpy()]
     return unknown
 

@@ -34,6 +34,11 @@ def check_color_and_month(color: str, month: Month) -> None:
 MIN_DURATION_MINUTES = 1.0
 MAX_DURATION_MINUTES = 60.0
 ZONE_COLUMNS = ("PULocationID", "DOLocationID")
+# The TLC's taxi zone ids: 1..265, of which the last two, 264 ("Unknown") and 265 ("Outside of
+# NYC" / N/A), name no zone: NYC's zones are 1..263.
+FIRST_ZONE_ID = 1
+LAST_ZONE_ID = 265
+LAST_NYC_ZONE_ID = 263
 # Fields known when the trip is requested, under the same names in green and yellow files.
 # Nothing known only after the trip (fares, tips, totals, RatecodeID, store_and_fwd_flag).
 # Optional: a month without one (yellow has no trip_type) gets NaN, which carries signal.

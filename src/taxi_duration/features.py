@@ -32,7 +32,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from taxi_duration.choices import FEATURE_SETS as FEATURE_SETS
-from taxi_duration.choices import REQUEST_COLUMNS, ZONE_COLUMNS
+from taxi_duration.choices import FIRST_ZONE_ID, LAST_ZONE_ID, REQUEST_COLUMNS, ZONE_COLUMNS
 from taxi_duration.choices import STATISTIC_FEATURES as STATISTIC_FEATURES
 from taxi_duration.choices import FeatureSet as FeatureSet
 from taxi_duration.choices import feature_set as feature_set
@@ -45,8 +45,7 @@ _PAIR_BASE = 1 << 20
 _MISSING_KEY = -1
 
 
-# The TLC's taxi zones: 1..265, of which 264 and 265 are its "unknown" zones.
-TLC_ZONE_IDS = np.arange(1, 266, dtype=np.int64)
+TLC_ZONE_IDS = np.arange(FIRST_ZONE_ID, LAST_ZONE_ID + 1, dtype=np.int64)
 
 
 def _zone_keys(column: pd.Series) -> np.ndarray:
