@@ -370,7 +370,7 @@ def environments(config: StackConfig, base: Mapping[str, str]) -> dict[str, dict
     }
     server = {key: value for key, value in common.items() if key != "PREFECT_API_URL"}
     return {
-        "prefect-server": {**server, **_prefect_server_auth(config)},
+        "prefect-server": {**server, **_prefect_ui(config, base), **_prefect_server_auth(config)},
         "mlflow-server": {
             **{key: value for key, value in common.items() if key != "MLFLOW_TRACKING_URI"},
             # MLflow's job runner (huey consumers, for GenAI jobs this project has none of):
@@ -389,6 +389,19 @@ def environments(config: StackConfig, base: Mapping[str, str]) -> dict[str, dict
             "PREFECT_API_URL": config.prefect_api_url,
         },
     }
+
+
+UI_API_URL_SETTINGS = ("PREFECT_SERVER_UI_API_URL", "PREFECT_UI_API_URL")
+
+
+def _prefect_ui(config: StackConfig, base: Mapping[str, str]) -> dict[str, str]:
+    """Where the server's UI finds its API. The UI asks its server (``GET /ui-settings``),
+    and Prefect answers from PREFECT_SERVER_API_PORT, not ``--port``: without this, a stack
+    on another port than 4200 has a UI that cannot connect. A team's own setting (a proxy,
+    a public name for a stack bound to 0.0.0.0) wins."""
+    if any(base.get(name) for name in UI_API_URL_SETTINGS):
+        return {}
+    return {UI_API_URL_SETTINGS[0]: config.prefect_api_url}
 
 
 def _prefect_server_auth(config: StackConfig) -> dict[str, str]:

@@ -1,8 +1,9 @@
-"""The stack's settings reach every flow run, whoever starts the worker.
+"""The stack's settings reach every flow run, whoever starts the worker, and its UI.
 
 ``stack up`` writes the data URL, the data folder, the MLflow server and MLflow's bounded
 retries into the work pool's base job template, so a worker restarted by hand from a clean
-environment (none of the stack's variables) still runs flows on them.
+environment (none of the stack's variables) still runs flows on them. The Prefect UI is
+told the API of its own server, on the stack's port.
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ import subprocess
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from mlflow.tracking import MlflowClient
 from team_stack import BIN, Stack, spec
+
+from taxi_duration.stack import DEFAULT_PREFECT_PORT
 
 pytestmark = pytest.mark.slow
 
@@ -77,3 +81,15 @@ def test_a_worker_restarted_from_a_clean_environment_runs_on_the_stacks_settings
     assert experiment is not None
     runs = client.search_runs([experiment.experiment_id], "params.color = 'yellow'")
     assert len(runs) == 1, "the run did not log to the stack's MLflow server"
+
+
+def test_the_prefect_ui_connects_to_its_own_server_on_the_stacks_port(team_stack: Stack) -> None:
+    # Tests' ports are below the ephemeral range, never Prefect's default: a UI that fell back
+    # to it would fail here.
+    assert team_stack.prefect_port != DEFAULT_PREFECT_PORT
+    # What the UI's page asks first (Prefect 3.9's server.py, create_ui_app), for both UIs.
+    response = httpx.get(f"{team_stack.ui}/ui-settings", timeout=30)
+    assert response.status_code == 200, response.text
+    assert response.json()["api_url"] == team_stack.api
+    # And that API answers the browser's way: from the page's origin, no credentials.
+    assert httpx.get(f"{response.json()['api_url']}/health", timeout=30).status_code == 200

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -359,3 +360,28 @@ def test_off_loopback_both_servers_ask_for_the_clients_credentials(tmp_path: Pat
     run_env = stack.run_environment(config, {**env, **CREDENTIALS})
     assert not set(CREDENTIALS) & set(run_env)
     assert config.prefect_headers == {"Authorization": "Basic dGVhbTpwcmVmZWN0LXNlY3JldA=="}
+
+
+def test_the_prefect_servers_ui_is_told_its_own_api_on_the_stacks_port(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The UI asks its server where the API is; Prefect answers from its settings, which
+    ``--port`` does not change: read here as the server's process reads them."""
+    from prefect.settings import Settings as PrefectSettings
+
+    env = {"TAXI_DURATION_STACK_DIR": str(tmp_path), "TAXI_DURATION_PREFECT_PORT": "14200"}
+    config = stack.StackConfig.from_env(env)
+    server_env = stack.environments(config, env)["prefect-server"]
+    for name in [name for name in os.environ if name.startswith("PREFECT_")]:
+        monkeypatch.delenv(name)
+    for name, value in server_env.items():
+        if name.startswith("PREFECT_"):
+            monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)  # no prefect.toml or pyproject.toml of the repository
+    settings = PrefectSettings()
+    assert settings.server.ui.api_url == "http://127.0.0.1:14200/api"
+    assert settings.ui_url == "http://127.0.0.1:14200"  # links in alerts and logs
+
+    # A team's own address for it (a proxy, a public name) is kept.
+    own = {**env, "PREFECT_UI_API_URL": "https://prefect.example.com/api"}
+    assert "PREFECT_SERVER_UI_API_URL" not in stack.environments(config, own)["prefect-server"]
