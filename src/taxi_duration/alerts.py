@@ -53,7 +53,7 @@ HEARTBEAT_TIMEOUT = timedelta(seconds=90)
 PROMOTED_AUTOMATION = "taxi-duration: new champion"
 WEBHOOK_BLOCK = "taxi-duration-webhook"
 EMAIL_BLOCK = "taxi-duration-email"
-_PREFIX = "taxi-duration: "
+_PREFIX = "taxi-duration: "  # what marks an automation as ours (stack.AUTOMATION_PREFIX too)
 SMTP_DEFAULT_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
 
 # Rendered by the Prefect server (Jinja). flow_run, flow and deployment are those of the run
@@ -227,11 +227,7 @@ def apply(alerts: Alerts, api_url: str, pool: str, mlflow_url: str) -> list[str]
         temporary_settings(updates={PREFECT_API_URL: api_url}),
         get_client(sync_client=True) as client,
     ):
-        ours = {
-            automation.name: automation
-            for automation in client.read_automations()
-            if automation.name.startswith(_PREFIX)
-        }
+        ours = _ours(client)
         blocks = [
             _save(block, name)
             for name, block in ((WEBHOOK_BLOCK, webhook), (EMAIL_BLOCK, alerts.email))
@@ -272,6 +268,20 @@ def apply(alerts: Alerts, api_url: str, pool: str, mlflow_url: str) -> list[str]
         f"{name} -> {'mark it Crashed' if name == HEARTBEAT_AUTOMATION else channels}"
         for name in wanted
     ]
+
+
+def _ours(client: Any) -> dict[str, Any]:
+    """The project's automations on the server, by name. Page by page, as `stack status`
+    reads them: the server answers at most its default limit (200) a call, and one of ours
+    beyond it would be made again."""
+    from prefect.client.schemas.sorting import AutomationSort
+
+    ours: dict[str, Any] = {}
+    offset = 0
+    while page := client.read_automations(sort=AutomationSort.NAME_ASC, offset=offset):
+        ours |= {each.name: each for each in page if each.name.startswith(_PREFIX)}
+        offset += len(page)
+    return ours
 
 
 def _heartbeat_automation() -> AutomationCore:

@@ -732,26 +732,55 @@ def _apply_alerts(config: StackConfig, wanted: Alerts) -> list[str]:
     return alerts.apply(wanted, config.prefect_api_url, config.pool, config.mlflow_url)
 
 
+# The names of the project's automations start with this (alerts.py's _PREFIX, which makes
+# them; not imported from there: it loads Prefect).
+AUTOMATION_PREFIX = "taxi-duration: "
+
+
 def alerts_in_force(config: StackConfig) -> list[str] | None:
     """The project's automations on the server, described; None if it cannot be asked."""
-    try:
-        response = prefect_api(config, "POST", "/automations/filter", {})
-    except httpx.HTTPError:
-        return None
-    if response.status_code != 200:
+    automations = _our_automations(config)
+    if automations is None:
         return None
     lines = []
-    for automation in response.json():
-        if not str(automation["name"]).startswith("taxi-duration: "):
-            continue
-        blocks = []
-        for action in automation["actions"]:
-            block_id = action.get("block_document_id")
-            block = prefect_api(config, "GET", f"/block_documents/{block_id}")
-            blocks.append(block.json().get("name", "?") if block.status_code == 200 else "missing")
+    for automation in automations:
         state = "on" if automation.get("enabled") else "off"
-        lines.append(f"{automation['name']} ({state}) -> {', '.join(blocks) or 'nothing'}")
+        actions = ", ".join(_action(config, action) for action in automation["actions"])
+        lines.append(f"{automation['name']} ({state}) -> {actions or 'nothing'}")
     return lines
+
+
+def _our_automations(config: StackConfig) -> list[dict[str, Any]] | None:
+    """Every automation of the project on the server; None if it cannot be asked. Page by
+    page: the server answers at most its default limit (200) a call, so one of ours sorted
+    after 200 others would be missed."""
+    ours: list[dict[str, Any]] = []
+    offset = 0
+    while True:
+        body = {"sort": "NAME_ASC", "offset": offset}
+        try:
+            response = prefect_api(config, "POST", "/automations/filter", body)
+        except httpx.HTTPError:
+            return None
+        if response.status_code != 200:
+            return None
+        page = list(response.json())
+        if not page:
+            return ours
+        ours += [a for a in page if str(a["name"]).startswith(AUTOMATION_PREFIX)]
+        offset += len(page)
+
+
+def _action(config: StackConfig, action: Mapping[str, Any]) -> str:
+    """What an automation's action does, as `up` tells it: a notification names its block
+    (``missing`` if that block is gone), a change of state names the state."""
+    kind = action.get("type")
+    if kind == "send-notification":
+        block = prefect_api(config, "GET", f"/block_documents/{action.get('block_document_id')}")
+        return str(block.json().get("name", "?")) if block.status_code == 200 else "missing"
+    if kind == "change-flow-run-state":
+        return f"mark it {action.get('name') or str(action.get('state')).title()}"
+    return str(kind)
 
 
 # --- commands ----------------------------------------------------------------------------

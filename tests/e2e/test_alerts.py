@@ -111,6 +111,13 @@ def test_status_from_another_folder_lists_the_alerts_and_what_runs_get(
         in status.stdout
     )
     assert alerts.PROMOTED_AUTOMATION not in status.stdout
+    # Every automation `up` made is told as in force, with what it does.
+    made = _ours(team_stack)
+    assert set(made) == {alerts.FAILED_AUTOMATION, alerts.HEARTBEAT_AUTOMATION}
+    for name in made:
+        assert f"{name} (on) -> " in status.stdout, status.stdout
+    assert f"{alerts.HEARTBEAT_AUTOMATION} (on) -> mark it Crashed" in status.stdout
+    assert "missing" not in status.stdout
     assert f"TAXI_DURATION_DATA_URL={synthetic_data_url}" in status.stdout
     assert f"MLFLOW_TRACKING_URI={team_stack.mlflow}" in status.stdout
     assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES=3" in status.stdout

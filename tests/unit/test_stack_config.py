@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 from typing import ClassVar
 
 import pytest
@@ -385,3 +386,73 @@ def test_the_prefect_servers_ui_is_told_its_own_api_on_the_stacks_port(
     # A team's own address for it (a proxy, a public name) is kept.
     own = {**env, "PREFECT_UI_API_URL": "https://prefect.example.com/api"}
     assert "PREFECT_SERVER_UI_API_URL" not in stack.environments(config, own)["prefect-server"]
+
+
+PAGE = 200  # the most a Prefect server answers a call (PREFECT_SERVER_API_DEFAULT_LIMIT)
+# A team's own automations, sorted before the project's: ours are on the second page.
+OTHERS = [{"name": f"a-team-alert-{i:03}", "enabled": True, "actions": []} for i in range(250)]
+OURS = [
+    {
+        "name": alerts.FAILED_AUTOMATION,
+        "enabled": True,
+        "actions": [{"type": "send-notification", "block_document_id": "webhook-id"}],
+    },
+    {
+        "name": alerts.HEARTBEAT_AUTOMATION,
+        "enabled": True,
+        "actions": [{"type": "change-flow-run-state", "name": "Crashed", "state": "CRASHED"}],
+    },
+]
+
+
+class _Automations(BaseHTTPRequestHandler):
+    """Prefect's automations API: pages of at most PAGE, sorted by name; one block."""
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
+        offset = body.get("offset") or 0
+        self._answer(200, sorted(OTHERS + OURS, key=lambda a: a["name"])[offset : offset + PAGE])
+
+    def do_GET(self) -> None:
+        found = self.path == "/api/block_documents/webhook-id"
+        self._answer(200 if found else 404, {"name": alerts.WEBHOOK_BLOCK} if found else {})
+
+    def _answer(self, status: int, content: object) -> None:
+        data = json.dumps(content).encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_status_tells_every_automation_of_ours_in_force_beyond_a_page_and_what_it_does(
+    tmp_path: Path,
+) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Automations)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {
+        "TAXI_DURATION_STACK_DIR": str(tmp_path),
+        "TAXI_DURATION_PREFECT_PORT": str(server.server_address[1]),
+    }
+    try:
+        lines = stack.alerts_in_force(stack.StackConfig.from_env(env))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert lines == [
+        f"{alerts.FAILED_AUTOMATION} (on) -> {alerts.WEBHOOK_BLOCK}",
+        # No block: it changes the run's state, as `up` tells it.
+        f"{alerts.HEARTBEAT_AUTOMATION} (on) -> mark it Crashed",
+    ]
+
+
+def test_up_finds_its_automations_beyond_a_page_so_it_updates_them_not_makes_them_again() -> None:
+    class Client:
+        def read_automations(self, *, sort: object, offset: int) -> list[SimpleNamespace]:
+            automations = sorted(OTHERS + OURS, key=lambda a: a["name"])[offset : offset + PAGE]
+            return [SimpleNamespace(name=a["name"]) for a in automations]
+
+    assert set(alerts._ours(Client())) == {alerts.FAILED_AUTOMATION, alerts.HEARTBEAT_AUTOMATION}
