@@ -8,6 +8,7 @@ so that they answer without loading pandas, scikit-learn or XGBoost.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -20,11 +21,16 @@ FIRST_PUBLISHED_MONTH = {"yellow": Month(2009, 1), "green": Month(2013, 8), "fhv
 COLORS = tuple(FIRST_PUBLISHED_MONTH)
 
 
+def one_of(what: str, name: str, allowed: Collection[str]) -> str:
+    """``name`` if it is among ``allowed``; else InvalidInputError naming what is allowed."""
+    if name not in allowed:
+        raise InvalidInputError(f"{what} {name!r} is unknown: allowed are {', '.join(allowed)}")
+    return name
+
+
 def check_color_and_month(color: str, month: Month) -> None:
     """Raise InvalidInputError for an unknown color or a month before TLC data exists."""
-    if color not in FIRST_PUBLISHED_MONTH:
-        raise InvalidInputError(f"color {color!r} is unknown: allowed are {', '.join(COLORS)}")
-    first = FIRST_PUBLISHED_MONTH[color]
+    first = FIRST_PUBLISHED_MONTH[one_of("color", color, COLORS)]
     if month < first:
         raise InvalidInputError(
             f"month {month} is before the first published {color} month {first}"
@@ -108,11 +114,7 @@ FEATURE_SETS: dict[str, FeatureSet] = {
 
 def feature_set(name: str) -> FeatureSet:
     """The feature set called ``name``."""
-    try:
-        return FEATURE_SETS[name]
-    except KeyError:
-        allowed = ", ".join(FEATURE_SETS)
-        raise InvalidInputError(f"feature set {name!r} is unknown: allowed are {allowed}") from None
+    return FEATURE_SETS[one_of("feature set", name, FEATURE_SETS)]
 
 
 MODEL_KINDS = ("xgboost", "linear")

@@ -26,7 +26,8 @@ from taxi_duration.choices import MAX_DURATION_MINUTES as MAX_DURATION_MINUTES
 from taxi_duration.choices import MIN_DURATION_MINUTES as MIN_DURATION_MINUTES
 from taxi_duration.choices import REQUEST_COLUMNS as REQUEST_COLUMNS
 from taxi_duration.choices import ZONE_COLUMNS as ZONE_COLUMNS
-from taxi_duration.errors import DataError, InvalidInputError
+from taxi_duration.choices import one_of
+from taxi_duration.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -101,11 +102,7 @@ class PreparedTrips:
 
 def layout(color: str) -> TlcLayout:
     """A color's column names."""
-    try:
-        return LAYOUTS[color]
-    except KeyError:
-        allowed = ", ".join(LAYOUTS)
-        raise InvalidInputError(f"color {color!r} is unknown: allowed are {allowed}") from None
+    return LAYOUTS[one_of("color", color, LAYOUTS)]
 
 
 def timestamp_columns(color: str) -> tuple[str, str]:

@@ -2,7 +2,7 @@
 
 ``taxi-duration stack up`` starts the three in the background on 127.0.0.1, waits until each
 answers its health check, and prints the addresses; ``taxi-duration stack down`` stops them;
-``taxi-duration stack status`` tells what runs. (``python -m taxi_duration.stack up`` too.)
+``taxi-duration stack status`` tells what runs (``cli.py`` parses the command).
 
 Everything lives in one folder, ``.stack/`` by default::
 
@@ -1052,12 +1052,5 @@ def run(action: str) -> int:
     return 0 if status(config) else 1
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m taxi_duration.stack ACTION``: the same as ``taxi-duration stack ACTION``."""
-    from taxi_duration import cli
-
-    return cli.main(["stack", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # the command is the CLI's (stack imports no CLI): say so, not exit 0
+    raise SystemExit("python -m taxi_duration.stack: run taxi-duration stack up|down|status")

@@ -18,7 +18,6 @@ from taxi_duration.promote import PromotionDecision
 
 if TYPE_CHECKING:
     from taxi_duration.models import TripDurationModel
-    from taxi_duration.tracking import RegisteredModel
 
 
 @dataclass(frozen=True)
@@ -57,6 +56,19 @@ class RunRecord:
         return (
             f"{self.run_name}: {months}; {int(self.metrics['rows_kept']):,} trips kept; {scored}."
         )
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    """Where a training run's model ended up (no name or version: logged, not registered)."""
+
+    run_id: str
+    model_name: str | None
+    model_version: str | None
+    model_uri: str
+    model_size_bytes: int | None
+    # An identical version was registered already: this is it; no version or alias changed.
+    reused: bool = False
 
 
 class Trips(Protocol):

@@ -1,4 +1,5 @@
-"""Tracking: log a training run to MLflow and register its model. The only MLflow import.
+"""Tracking: log a training run to MLflow and register its model. The only MLflow import
+but pyfunc_model.py, the registered model's entry file.
 
 A version is registered only after the run has logged its params, metrics and model and
 ended as FINISHED, so a failed run never leaves a model version behind.
@@ -54,7 +55,7 @@ from taxi_duration.prepare import (
 )
 from taxi_duration.promote import CHALLENGER, CHAMPION, PromotionDecision
 from taxi_duration.settings import Settings
-from taxi_duration.summary import MonthData, RunRecord
+from taxi_duration.summary import MonthData, RegisteredModel, RunRecord
 
 _PYFUNC_ENTRY_POINT = Path(__file__).with_name("pyfunc_model.py")
 # The package itself travels with each version (MLflow's code_paths): the pickled model's
@@ -84,19 +85,6 @@ def pip_requirements() -> list[str]:
             except PackageNotFoundError:
                 continue
     return pinned
-
-
-@dataclass(frozen=True)
-class RegisteredModel:
-    """Where a training run's model ended up (no name or version: logged, not registered)."""
-
-    run_id: str
-    model_name: str | None
-    model_version: str | None
-    model_uri: str
-    model_size_bytes: int | None
-    # An identical version was registered already: this is it; no version or alias changed.
-    reused: bool = False
 
 
 def _raw_trip_signature() -> ModelSignature:

@@ -101,7 +101,7 @@ def stack_command(
 ) -> subprocess.CompletedProcess[str]:
     """``taxi-duration stack ACTION``, run as a background job of a script."""
     return subprocess.run(
-        [sys.executable, "-m", "taxi_duration.stack", action],
+        [sys.executable, "-m", "taxi_duration.cli", "stack", action],
         cwd=cwd,
         env=env,
         capture_output=True,

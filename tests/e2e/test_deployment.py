@@ -112,7 +112,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, synthetic_data_url: str) -> 
     )
     groups: list[int] = []
     try:
-        started = run(env, sys.executable, "-m", "taxi_duration.stack", "up", cwd=root, timeout=480)
+        started = run(
+            env, sys.executable, "-m", "taxi_duration.cli", "stack", "up", cwd=root, timeout=480
+        )
         groups = _pid_groups(directory)
         assert started.returncode == 0, started.stdout + started.stderr
         assert stack.api in started.stdout
@@ -121,7 +123,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, synthetic_data_url: str) -> 
         yield stack
     finally:
         groups = groups or _pid_groups(directory)
-        stopped = run(env, sys.executable, "-m", "taxi_duration.stack", "down", cwd=root)
+        stopped = run(env, sys.executable, "-m", "taxi_duration.cli", "stack", "down", cwd=root)
         _kill_groups(groups)  # whatever `down` could not stop
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr
 
@@ -325,7 +327,7 @@ def test_stack_up_refuses_a_port_in_use_and_starts_nothing(tmp_path: Path) -> No
         holder.listen()
         port = holder.getsockname()[1]
         env = _stack_env(tmp_path / "stack", port)
-        result = run(env, sys.executable, "-m", "taxi_duration.stack", "up", cwd=tmp_path)
+        result = run(env, sys.executable, "-m", "taxi_duration.cli", "stack", "up", cwd=tmp_path)
     assert result.returncode == 1
     assert f"port {port} on 127.0.0.1 is in use" in result.stderr
     assert "TAXI_DURATION_PREFECT_PORT" in result.stderr
@@ -334,7 +336,7 @@ def test_stack_up_refuses_a_port_in_use_and_starts_nothing(tmp_path: Path) -> No
 
 def test_stack_down_and_status_without_a_stack(tmp_path: Path) -> None:
     env = _stack_env(tmp_path / "stack", free_port())
-    stopped = run(env, sys.executable, "-m", "taxi_duration.stack", "down", cwd=tmp_path)
+    stopped = run(env, sys.executable, "-m", "taxi_duration.cli", "stack", "down", cwd=tmp_path)
     assert stopped.returncode == 0
     assert "nothing was running" in stopped.stdout
     status = run(env, str(BIN / "taxi-duration"), "stack", "status", cwd=tmp_path)

@@ -23,9 +23,9 @@ from taxi_duration.settings import Settings
 
 
 def _stack_up(env: dict[str, str], folder: Path) -> subprocess.CompletedProcess[str]:
-    """``python -m taxi_duration.stack up`` in ``folder`` with only ``env``."""
+    """``python -m taxi_duration.cli stack up`` in ``folder`` with only ``env``."""
     return subprocess.run(
-        [sys.executable, "-m", "taxi_duration.stack", "up"],
+        [sys.executable, "-m", "taxi_duration.cli", "stack", "up"],
         env=env,
         cwd=folder,
         capture_output=True,

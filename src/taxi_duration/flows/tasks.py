@@ -185,7 +185,7 @@ def register_task(
     model: models.TripDurationModel,
     record: summary.RunRecord,
     register: bool = True,
-) -> tracking.RegisteredModel:
+) -> summary.RegisteredModel:
     with tempfile.TemporaryDirectory(prefix="taxi-duration-") as work_dir:
         logged = tracking.log_and_register(settings, model, record, Path(work_dir), register)
     if logged.model_version is None:
