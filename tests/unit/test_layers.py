@@ -25,7 +25,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "steps": (
         "ingest", "prepare", "checks", "cache", "features", "models", "linear", "evaluate",
         "promote", "tune", "predict", "backtest", "charts", "distributed", "schedule",
-        "fingerprint", "summary",
+        "fingerprint", "summary", "monitor",
     ),
     "tracking": ("tracking", "pyfunc_model"),
     "operations": ("stack", "alerts"),

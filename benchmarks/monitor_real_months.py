@@ -1,0 +1,109 @@
+"""The monitor's statistics on real TLC months: the figures of docs/monitoring.md.
+
+    .venv/bin/python benchmarks/monitor_real_months.py ../shared/data/tlc
+
+For each pair of consecutive green months in the folder (2021-01 -> 02, 2023-01 -> 02), and
+for the two halves of each first month, the drift of every input. Then the default model
+trained on each first month (validated on the second, as ``train`` does) is judged by
+``monitor.assess`` on every other month, with the CPU seconds of the judgement (predictions
+included, after the month is prepared).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from taxi_duration import checks, models, monitor
+from taxi_duration.evaluate import rmse
+from taxi_duration.features import Preprocessor
+from taxi_duration.prepare import PreparedTrips, prepare_trips
+
+PAIRS = (("2021-01", "2021-02"), ("2023-01", "2023-02"))
+COLUMNS = (*monitor.CATEGORICAL_INPUTS, *monitor.NUMERICAL_INPUTS)
+
+
+def fit(train: PreparedTrips, val: PreparedTrips) -> tuple[models.TripDurationModel, float]:
+    """The default model as the train flow fits it, and its validation RMSE."""
+    config = models.training_config()
+    preprocessor = Preprocessor.fit(train.frame, config.feature_set)
+    x_train = models.encode_training(preprocessor, train.frame, config)
+    x_val = models.encode(preprocessor, val.frame, config)
+    y_val = val.frame["duration"].to_numpy()
+    fitted = models.fit_estimator(config, x_train, train.frame["duration"].to_numpy(), x_val, y_val)
+    model = models.TripDurationModel(config, preprocessor, fitted.estimator)
+    return model, rmse(y_val, model.predict_features(x_val))
+
+
+def drift_row(label: str, reference: PreparedTrips | object, current: object) -> str:
+    ref = monitor.model_inputs(reference)  # type: ignore[arg-type]
+    cur = monitor.model_inputs(current)  # type: ignore[arg-type]
+    values = [monitor.column_drift(c, ref[c], cur[c], 0.1).value for c in COLUMNS]
+    return f"| {label} | " + " | ".join(f"{value:.3f}" for value in values) + " |"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", type=Path)
+    folder = parser.parse_args().folder
+    paths = {m: folder / f"green_tripdata_{m}.parquet" for pair in PAIRS for m in pair}
+    months = {m: prepare_trips(path, "green") for m, path in paths.items()}
+    published = {m: pq.ParquetFile(path).metadata.num_rows for m, path in paths.items()}
+
+    print("| months | " + " | ".join(COLUMNS) + " |")
+    print("|---" * (len(COLUMNS) + 1) + "|")
+    for first, second in PAIRS:
+        print(drift_row(f"{first} -> {second}", months[first].frame, months[second].frame))
+        half = months[first].frame.sample(frac=0.5, random_state=1)
+        print(drift_row(f"halves of {first}", half, months[first].frame.drop(half.index)))
+
+    thresholds = monitor.MonitorThresholds()
+    print(
+        "\n| champion (validation RMSE) | month | RMSE | against validation | drifted | "
+        "degraded | CPU s |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for first, second in PAIRS:
+        model, validation_rmse = fit(months[first], months[second])
+        train = months[first].frame
+        reference = monitor.model_inputs(
+            monitor.sample(train, thresholds.sample_rows, thresholds.seed)
+        )
+        reference[monitor.PREDICTION] = model.predict(train.loc[reference.index])
+        training_figures = checks.month_figures(published[first], train).as_dict()
+        for month, trips in months.items():
+            if month in (first, second):
+                continue
+            started = time.process_time()
+            frame = trips.frame
+            predictions = model.predict(frame)
+            current = monitor.model_inputs(
+                monitor.sample(frame, thresholds.sample_rows, thresholds.seed)
+            )
+            current[monitor.PREDICTION] = predictions[frame.index.get_indexer(current.index)]
+            report = monitor.assess(
+                month=month,
+                model_version="-",
+                durations=frame["duration"].to_numpy(),
+                predictions=predictions,
+                validation_rmse=validation_rmse,
+                reference=reference,
+                current=current,
+                figures=checks.month_figures(published[month], frame).as_dict(),
+                training_figures=training_figures,
+                thresholds=thresholds,
+            )
+            seconds = time.process_time() - started
+            print(
+                f"| trained {first} ({validation_rmse:.4f} on {second}) | {month} | "
+                f"{report.rmse:.4f} | {report.degradation:+.1%} | "
+                f"{len(report.drifted_columns())} of {len(report.drift)} | "
+                f"{'yes' if report.degraded else 'no'} | {seconds:.2f} |"
+            )
+
+
+if __name__ == "__main__":
+    main()
