@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from dask_cluster import running_dask_cluster
 from data_server import SERVED_REQUESTS, QuietHandler
-from tlc_samples import write_month
+from tlc_samples import write_bad_months, write_month
 
 from taxi_duration.environment import RUN_ENVIRONMENT_DEFAULTS
 from taxi_duration.months import Month
@@ -190,6 +190,13 @@ def synthetic_months(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for month in (Month(2023, 1), Month(2023, 2)):
         write_month(directory, "yellow", month)
     return directory
+
+
+@pytest.fixture(scope="session")
+def bad_months(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Generated green months 2023-01..04, of which 2023-02 fails the data checks (90% zero
+    distances) and 2023-04 lacks a column (``tlc_samples.write_bad_months``)."""
+    return write_bad_months(tmp_path_factory.mktemp("bad-tlc"))
 
 
 @pytest.fixture(scope="session")
