@@ -54,10 +54,33 @@ def write_month(
     directory: Path, color: str, month: Month, rows: int = 2_000, seed: int = 0
 ) -> Path:
     """Write a month under the TLC file name and return its path."""
+    return write_trips(directory, color, month, make_trips(color, month, rows, seed))
+
+
+def with_zero_distances(trips: pd.DataFrame, share: float) -> pd.DataFrame:
+    """The trips with a distance of 0 in ``share`` of the rows, spread over the month (a
+    broken odometer: the durations stay as they were)."""
+    zero = np.arange(len(trips)) % 100 < round(share * 100)
+    return trips.assign(trip_distance=trips["trip_distance"].where(~zero, 0.0))
+
+
+def write_trips(directory: Path, color: str, month: Month, trips: pd.DataFrame) -> Path:
+    """Write ``trips`` as ``month``'s file, under the TLC file name; return its path."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / tlc_file_name(color, month)
-    make_trips(color, month, rows, seed).to_parquet(path, index=False)
+    trips.to_parquet(path, index=False)
     return path
+
+
+def write_bad_months(directory: Path) -> Path:
+    """Green 2023-01..04, two of them broken: 2023-02 with 90% of its distances 0 (it fails
+    the zero-distance check), 2023-04 without its ``PULocationID`` column."""
+    for month in (Month(2023, 1), Month(2023, 3)):
+        write_month(directory, "green", month)
+    feb, apr = Month(2023, 2), Month(2023, 4)
+    write_trips(directory, "green", feb, with_zero_distances(make_trips("green", feb), 0.9))
+    write_trips(directory, "green", apr, make_trips("green", apr).drop(columns="PULocationID"))
+    return directory
 
 
 def _fhvhv_trips(

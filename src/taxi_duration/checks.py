@@ -11,6 +11,7 @@ The defaults hold, with a wide margin, for the real months measured by
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Literal
 
@@ -169,6 +170,39 @@ def check_month(
     if failures:
         raise DataCheckError(f"{month_label}: " + "; ".join(failures))
     return figures
+
+
+def audit_month(
+    month_label: str,
+    published_rows: int,
+    frame: pd.DataFrame,
+    thresholds: CheckThresholds | None = None,
+) -> tuple[MonthFigures, str]:
+    """What ``check_month`` finds, without stopping: the figures, and the line it would raise
+    ('' if the month passes). For a run that skips the checks (``--skip-checks``)."""
+    try:
+        return check_month(month_label, published_rows, frame, thresholds), ""
+    except DataCheckError as failure:
+        return month_figures(published_rows, frame), str(failure)
+
+
+def check_metrics(
+    window: Sequence[MonthFigures], validation: MonthFigures | None
+) -> dict[str, float]:
+    """The figures of a run's months as metrics: ``check_train_<figure>`` for the training
+    month, ``check_val_<figure>`` for the validation month and, in a wider window,
+    ``check_train-<k>_<figure>`` for the month k before the training month. Named by role,
+    not by date, so that a monitor compares the same names from run to run."""
+    roles = [
+        ("train" if k == 0 else f"train-{k}", figures) for k, figures in enumerate(reversed(window))
+    ]
+    if validation is not None:
+        roles.append(("val", validation))
+    return {
+        f"check_{role}_{name}": float(value)
+        for role, figures in roles
+        for name, value in figures.as_dict().items()
+    }
 
 
 def failed_checks(figures: MonthFigures, thresholds: CheckThresholds) -> list[str]:

@@ -93,10 +93,11 @@ def _add_spec_options(command: argparse.ArgumentParser, spec: type[Spec]) -> Non
         extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
         flag = str(extra.get("flag", "--" + name.replace("_", "-")))
         kind = _scalar_type(field.annotation)
-        if kind is bool:  # a switch that is on by default
-            command.add_argument(
-                f"--no-{flag[2:]}", dest=name, action="store_false", help=field.description
+        if kind is bool:  # a switch: --no-<flag> turns one that is on by default off
+            switch, action = (
+                (f"--no-{flag[2:]}", "store_false") if field.default else (flag, "store_true")
             )
+            command.add_argument(switch, dest=name, action=action, help=field.description)
             continue
         schema = properties[name]
         allowed = schema.get("enum") or next(

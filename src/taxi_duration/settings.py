@@ -8,12 +8,13 @@ path go under ``./outputs``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 TLC_DATA_URL = "https://d37ci6vzurychx.cloudfront.net/trip-data"
+_CHECK_PREFIX = "check_"
 
 
 class Settings(BaseSettings):
@@ -47,6 +48,15 @@ class Settings(BaseSettings):
     # A download's progress bar on stderr; None: when stderr is a terminal (off with --quiet).
     progress_bar: bool | None = None
 
+    # The data checks' thresholds (``checks.CheckThresholds``, docs/checks.md), one setting
+    # each: ``check_<threshold>``. Unset: the default declared there, so defaults live once.
+    check_min_kept_rows: int | None = None
+    check_min_kept_share: float | None = None
+    check_max_null_share: float | None = None
+    check_max_zero_distance_share: float | None = None
+    check_max_long_distance_share: float | None = None
+    check_max_unknown_zone_share: float | None = None
+
     # Alerts (read by ``taxi-duration stack up``, which turns them into Prefect automations).
     # A webhook that takes {"text": ...} (Slack incoming webhook, Teams webhook/workflow).
     notify_webhook_url: str | None = None
@@ -67,6 +77,14 @@ class Settings(BaseSettings):
             self.model_name if "{color}" in self.model_name else f"{self.model_name}-{{color}}"
         )
         return template.replace("{color}", color)
+
+    def check_thresholds(self) -> dict[str, Any]:
+        """The checks' thresholds these settings set, by ``CheckThresholds`` field name."""
+        return {
+            name.removeprefix(_CHECK_PREFIX): value
+            for name, value in self
+            if name.startswith(_CHECK_PREFIX) and value is not None
+        }
 
     @property
     def tracking_uri(self) -> str:

@@ -146,10 +146,20 @@ class DaskOptions(Spec):
         return self
 
 
+class CheckOptions(Spec):
+    """Whether a run's months must pass the data checks (``checks.py``) before training."""
+
+    skip_checks: bool = Field(
+        False,
+        description="train even if a month fails the data checks (its figures are still "
+        "logged, and the run is tagged taxi_duration.skip_checks)",
+    )
+
+
 _MONTH_HELP = "the training month (a scheduled run without it takes the months from its date)"
 
 
-class TrainingSpec(Spec):
+class TrainingSpec(CheckOptions):
     """What ``train`` and ``tune`` share: the months, their files, the promotion margin."""
 
     color: Color = Field("green", description="taxi type")
@@ -382,7 +392,7 @@ class CacheSpec(Spec):
     )
 
 
-class BacktestSpec(DaskOptions):
+class BacktestSpec(DaskOptions, CheckOptions):
     """``taxi-duration backtest`` and the ``backtest`` flow."""
 
     color: Color = Field("green", description="taxi type")

@@ -225,6 +225,8 @@ def find_directory(env: Mapping[str, str]) -> Path:
 
 # A heartbeat every 30 s unless set: a run whose process dies is marked Crashed (alerts.py).
 HEARTBEAT_SETTING = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
+# The data checks' thresholds (settings.py): they reach every flow run of the stack.
+CHECK_SETTINGS_PREFIX = "TAXI_DURATION_CHECK_"
 # Kept settings shown by `status` without their value.
 SECRET_SETTINGS = frozenset({"TAXI_DURATION_SMTP_PASSWORD", "TAXI_DURATION_NOTIFY_WEBHOOK_URL"})
 
@@ -356,6 +358,13 @@ def run_environment(config: StackConfig, base: Mapping[str, str]) -> dict[str, s
         "MLFLOW_TRACKING_URI": config.mlflow_url,
         **{name: base.get(name) or value for name, value in RUN_ENVIRONMENT_DEFAULTS.items()},
         HEARTBEAT_SETTING: base.get(HEARTBEAT_SETTING) or "30",
+        # The data checks' thresholds decide whether a run may train: every run of the stack
+        # gets those `up` was given, whichever worker starts it.
+        **{
+            name: value
+            for name, value in base.items()
+            if name.startswith(CHECK_SETTINGS_PREFIX) and value
+        },
     }
 
 

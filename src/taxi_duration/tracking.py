@@ -310,6 +310,8 @@ def log_and_register(
 FINGERPRINT_TAG = "taxi_duration.fingerprint"
 # On a run whose model was identical to a registered version: that version.
 REUSED_VERSION_TAG = "taxi_duration.reused_version"
+# On a training run: "true" if its months were not held to the data checks (--skip-checks).
+SKIP_CHECKS_TAG = "taxi_duration.skip_checks"
 
 
 def _version_with_fingerprint(client: MlflowClient, name: str, fingerprint: str) -> str | None:

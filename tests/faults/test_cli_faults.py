@@ -10,6 +10,7 @@ import http.server
 import itertools
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -112,6 +113,28 @@ def test_bad_data_is_one_clear_line_and_changes_no_champion(
         server.shutdown()
         server.server_close()
     assert "2023-01" in line  # the month's file is named
+
+
+def test_a_month_failing_the_data_checks_is_one_line_exit_1_and_registers_nothing(
+    workspace: Path, bad_months: Path, prefect_api_url: str
+) -> None:
+    """The one line, the exit code and the empty registry as a user sees them; the flows'
+    side (tune, backtest, --skip-checks) is in tests/integration/test_checks_in_flows.py."""
+    served, server = start_fault_server(bad_months)  # its 2023-02 has 90% zero distances
+    try:
+        result = run_cli(workspace, served.url, prefect_api_url, *TRAIN_JAN)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 1, result.stderr
+    line = one_error_line(result)
+    assert re.fullmatch(
+        r"taxi-duration: error: green 2023-02: share of trips with zero distance 0\.\d+ "
+        r"is over the allowed 0\.15",
+        line,
+    ), line
+    assert result.stdout == ""
+    assert registry(workspace) == ([], None)
 
 
 # --- MLflow unreachable or failing ---------------------------------------------------

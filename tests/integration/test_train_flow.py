@@ -52,6 +52,11 @@ def test_flow_registers_a_version_with_its_metrics_and_a_summary_artifact(
     assert run.data.params["val_month"] == "2023-02"
     assert summary.rows_kept < summary.rows_loaded == 2000
     assert set(summary.timings) == set(STEPS)
+    # Both months passed the data checks; their figures are the run's metrics.
+    assert run.data.tags[tracking.SKIP_CHECKS_TAG] == "false"
+    assert run.data.metrics["check_train_kept_rows"] == summary.rows_kept
+    assert run.data.metrics["check_val_kept_rows"] == summary.val_rows
+    assert run.data.metrics["check_val_kept_share"] == summary.val_rows / 2000
 
     with get_client(sync_client=True) as prefect:
         artifacts = prefect.read_artifacts(

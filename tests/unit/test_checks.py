@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +17,15 @@ from taxi_duration.checks import (
     CORE_COLUMNS,
     CheckThresholds,
     MonthFigures,
+    audit_month,
+    check_metrics,
     check_month,
     month_figures,
 )
 from taxi_duration.errors import DataCheckError, DataError, InvalidInputError
 from taxi_duration.months import Month
 from taxi_duration.prepare import REQUEST_COLUMNS, prepare_trips
+from taxi_duration.settings import Settings
 
 JAN = Month(2023, 1)
 LABEL = "green 2023-01"
@@ -334,3 +337,43 @@ def test_importing_the_checks_loads_neither_pandera_nor_pandas() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.split() == ["False", "False"]
+
+
+def test_a_skipped_check_gives_the_figures_and_the_line_it_would_raise(
+    month: pd.DataFrame,
+) -> None:
+    _distance(month, 0.2, 0.0)
+    figures, failure = audit_month(LABEL, PUBLISHED, month)
+    assert figures == month_figures(PUBLISHED, month)
+    assert failure == f"{LABEL}: share of trips with zero distance 0.2 is over the allowed 0.15"
+    passing = month.assign(trip_distance=month["trip_distance"].clip(lower=0.5))
+    assert audit_month(LABEL, PUBLISHED, passing) == (month_figures(PUBLISHED, passing), "")
+
+
+def test_the_figures_are_metrics_named_by_the_months_role(month: pd.DataFrame) -> None:
+    figures = month_figures(PUBLISHED, month)
+    older = replace(figures, kept_rows=1)
+    metrics = check_metrics([older, figures], replace(figures, kept_rows=2))
+    assert metrics["check_train_kept_rows"] == KEPT  # the training month: the window's last
+    assert metrics["check_train-1_kept_rows"] == 1  # the month before it
+    assert metrics["check_val_kept_rows"] == 2
+    assert metrics["check_val_null_share_trip_distance"] == 0.0
+    assert len(metrics) == 3 * len(figures.as_dict())
+    assert set(check_metrics([figures], None)) == {f"check_train_{n}" for n in figures.as_dict()}
+
+
+def test_thresholds_come_from_the_settings_else_from_the_checks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for field in fields(CheckThresholds):  # one setting per threshold, none of the shell's
+        assert f"check_{field.name}" in Settings.model_fields, field.name
+        monkeypatch.delenv(f"TAXI_DURATION_CHECK_{field.name.upper()}", raising=False)
+    assert CheckThresholds(**Settings().check_thresholds()) == CheckThresholds()
+    monkeypatch.setenv("TAXI_DURATION_CHECK_MIN_KEPT_ROWS", "500")
+    monkeypatch.setenv("TAXI_DURATION_CHECK_MAX_ZERO_DISTANCE_SHARE", "0.3")
+    assert CheckThresholds(**Settings().check_thresholds()) == CheckThresholds(
+        min_kept_rows=500, max_zero_distance_share=0.3
+    )
+    monkeypatch.setenv("TAXI_DURATION_CHECK_MIN_KEPT_SHARE", "1.5")
+    with pytest.raises(InvalidInputError, match=r"min_kept_share 1\.5 is not a share"):
+        CheckThresholds(**Settings().check_thresholds())

@@ -235,6 +235,21 @@ def test_no_register_is_the_register_field_off() -> None:
     assert spec == TrainSpec(year=2023, month=1, register_version=False)
 
 
+def test_skip_checks_is_a_switch_off_by_default_on_train_tune_and_backtest() -> None:
+    months = {
+        "train": ["--year", "2023", "--month", "1"],
+        "tune": ["--year", "2023", "--month", "1"],
+        "backtest": ["--from", "2023-01", "--to", "2023-03"],
+    }
+    for command, arguments in months.items():
+        assert _spec([command, *arguments]).skip_checks is False  # type: ignore[attr-defined]
+        skipped = _spec([command, *arguments, "--skip-checks"])
+        assert skipped.skip_checks is True, command  # type: ignore[attr-defined]
+    assert _spec(["train", *months["train"], "--skip-checks"]) == TrainSpec(
+        year=2023, month=1, skip_checks=True
+    )
+
+
 def test_defaults_come_from_the_spec() -> None:
     assert _spec(["train", "--year", "2023", "--month", "1"]) == TrainSpec(year=2023, month=1)
     assert _spec(["tune", "--year", "2023", "--month", "1"]) == TuneSpec(year=2023, month=1)

@@ -94,6 +94,20 @@ def test_flow_runs_get_the_data_url_outputs_bounded_mlflow_retries_and_heartbeat
     }
 
 
+def test_flow_runs_get_the_data_checks_thresholds_up_was_given(tmp_path: Path) -> None:
+    env = {
+        "TAXI_DURATION_STACK_DIR": str(tmp_path),
+        "TAXI_DURATION_CHECK_MIN_KEPT_ROWS": "500",
+        "TAXI_DURATION_CHECK_MAX_ZERO_DISTANCE_SHARE": "0.3",
+        "TAXI_DURATION_CHECK_MAX_NULL_SHARE": "",  # set empty: its default
+    }
+    run_env = stack.run_environment(stack.StackConfig.from_env(env), env)
+    assert {name: value for name, value in run_env.items() if "_CHECK_" in name} == {
+        "TAXI_DURATION_CHECK_MIN_KEPT_ROWS": "500",
+        "TAXI_DURATION_CHECK_MAX_ZERO_DISTANCE_SHARE": "0.3",
+    }
+
+
 def test_the_settings_up_was_given_are_kept_private_and_reused_unless_set_again(
     tmp_path: Path,
 ) -> None:

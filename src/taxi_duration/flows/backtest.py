@@ -33,7 +33,13 @@ from taxi_duration.cpus import threads_per_job
 from taxi_duration.distributed import DEFAULT_WORKERS, local_cluster_kwargs
 from taxi_duration.errors import BacktestFailedError
 from taxi_duration.flows.progress import progress_line, timed
-from taxi_duration.flows.tasks import ingest_arguments, ingest_with_settings, prepare_task
+from taxi_duration.flows.tasks import (
+    check_task,
+    check_thresholds,
+    ingest_arguments,
+    ingest_with_settings,
+    prepare_task,
+)
 from taxi_duration.months import Month
 from taxi_duration.settings import Settings
 from taxi_duration.specs import BacktestSpec
@@ -166,7 +172,7 @@ def _collect(
     return results
 
 
-def _track(settings: Settings, summary: steps.BacktestSummary) -> None:
+def _track(settings: Settings, summary: steps.BacktestSummary, skip_checks: bool) -> None:
     """One parent run, a nested run per pair, the chart as the parent's artifact."""
     with tracking.parent_run(
         settings,
@@ -177,6 +183,7 @@ def _track(settings: Settings, summary: steps.BacktestSummary) -> None:
             "start": summary.start,
             "end": summary.end,
             "taxi_duration_version": __version__,
+            tracking.SKIP_CHECKS_TAG: str(skip_checks).lower(),
         },
     ) as run_id:
         summary.run_id, summary.tracking_uri = run_id, settings.tracking_uri
@@ -212,6 +219,7 @@ def backtest_pairs(spec: BacktestSpec) -> steps.BacktestSummary:
     baseline = models.training_config(preset=steps.BASELINE_PRESET)
     settings = Settings()
     ingest = ingest_with_settings(settings)
+    thresholds = check_thresholds(settings)
     prepared: dict[Month, PrefectFuture[prepare.PreparedTrips]] = {}
     month_steps: dict[Month, list[PrefectFuture[Any]]] = {}
     for month in steps.months_between(first, last):
@@ -221,7 +229,11 @@ def backtest_pairs(spec: BacktestSpec) -> steps.BacktestSummary:
         prepared[month] = prepare_task.with_options(
             task_run_name=f"prepare-{color}-{month}"
         ).submit(path, color, PreparedCache.of(settings), return_state=False)
-        month_steps[month] = [path, prepared[month]]
+        # The train flow's checks: a month that fails them fails the pairs it is in.
+        checked = check_task.with_options(task_run_name=f"check-{color}-{month}").submit(
+            prepared[month], f"{color} {month}", thresholds, spec.skip_checks, return_state=False
+        )
+        month_steps[month] = [path, prepared[month], checked]
     pairs = steps.month_pairs(first, last)
     futures = [
         pair_task.with_options(task_run_name=f"pair-{train}-{val}").submit(
@@ -233,6 +245,7 @@ def backtest_pairs(spec: BacktestSpec) -> steps.BacktestSummary:
             prepared[val],
             pair_threads(spec, settings),
             return_state=False,
+            wait_for=[month_steps[train][-1], month_steps[val][-1]],
         )
         for train, val in pairs
     ]
@@ -252,7 +265,7 @@ def backtest_pairs(spec: BacktestSpec) -> steps.BacktestSummary:
         executor=executor,
     )
     with timed({}, "track", "in MLflow"):
-        _track(settings, summary)
+        _track(settings, summary, spec.skip_checks)
     summary.seconds = round(time.perf_counter() - begun, 3)
     create_table_artifact(
         key="backtest-results",

@@ -27,6 +27,7 @@ from prefect.tasks import Task, exponential_backoff
 
 from taxi_duration import (
     charts,
+    checks,
     distributed,
     evaluate,
     ingest,
@@ -114,6 +115,35 @@ def prepare_task(path: Path, color: str, cache: PreparedCache) -> prepare.Prepar
         " (cached)" if hit else "",
     )
     return trips
+
+
+def check_thresholds(settings: Settings) -> checks.CheckThresholds:
+    """The data checks' thresholds: ``checks.py``'s defaults, but those the settings set
+    (``TAXI_DURATION_CHECK_*``)."""
+    return checks.CheckThresholds(**settings.check_thresholds())
+
+
+@task(name="check", cache_policy=NO_CACHE, persist_result=False)  # inputs are large
+def check_task(
+    trips: prepare.PreparedTrips,
+    month_label: str,
+    thresholds: checks.CheckThresholds,
+    skip: bool = False,
+) -> checks.MonthFigures:
+    """A prepared month's figures; a month that fails its checks stops the run (DataCheckError),
+    unless ``skip``: then the failure is a warning."""
+    logger = get_run_logger()
+    if skip:
+        figures, failure = checks.audit_month(
+            month_label, trips.rows_loaded, trips.frame, thresholds
+        )
+        if failure:
+            logger.warning("checks skipped (skip_checks): %s", failure)
+    else:
+        figures = checks.check_month(month_label, trips.rows_loaded, trips.frame, thresholds)
+    shown = ", ".join(f"{name} {value:.4g}" for name, value in figures.as_dict().items())
+    logger.info("%s: %s", month_label, shown)
+    return figures
 
 
 @task(name="features", cache_policy=NO_CACHE)  # inputs are large: do not hash them

@@ -9,11 +9,13 @@ import pyarrow.parquet as pq
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from taxi_duration import distributed, models, prepare, summary, tracking
+from taxi_duration import checks, distributed, models, prepare, summary, tracking
 from taxi_duration.cache import PreparedCache
 from taxi_duration.cpus import threads_per_job
 from taxi_duration.flows.progress import timed
 from taxi_duration.flows.tasks import (
+    check_task,
+    check_thresholds,
     evaluate_task,
     explain_task,
     features_task,
@@ -30,17 +32,29 @@ from taxi_duration.months import Month
 from taxi_duration.settings import Settings
 from taxi_duration.specs import TrainingSpec, TrainSpec
 
-STEPS = ("ingest", "prepare", "features", "train", "evaluate", "explain", "register", "promote")
+STEPS = (
+    "ingest",
+    "prepare",
+    "check",
+    "features",
+    "train",
+    "evaluate",
+    "explain",
+    "register",
+    "promote",
+)
 
 
 @dataclass(frozen=True)
 class PreparedMonths:
     """The prepared trips of a run's training window (its months as one) and of its
-    validation month, if any, and where each month came from."""
+    validation month, if any, where each month came from, and each month's data-check
+    figures as metrics (``checks.check_metrics``)."""
 
     train: prepare.PreparedTrips
     val: prepare.PreparedTrips | None
     datasets: tuple[summary.MonthData, ...]
+    check_metrics: dict[str, float]
 
 
 def prepare_month_pair(
@@ -57,22 +71,35 @@ def prepare_month_pair(
 def prepare_months(
     settings: Settings, spec: TrainingSpec, timings: dict[str, float]
 ) -> PreparedMonths:
-    """ingest and prepare the spec's training window and validation month (or its local
-    files): each month is downloaded and prepared once (cached), the window's months are
-    then joined."""
+    """ingest, prepare and check the spec's training window and validation month (or its
+    local files): each month is downloaded and prepared once (cached), the window's months
+    are then joined. A month that fails its data checks stops the run here, before any
+    feature is built, unless the spec skips the checks."""
     train_files, val_file = ingest_months(settings, spec, timings)
     cache = PreparedCache.of(settings)
     with timed(timings, "prepare", chosen_months(spec)):
         window = [prepare_task(path, spec.color, cache) for path in train_files]
         val = None if val_file is None else prepare_task(val_file, spec.color, cache)
         train = prepare.join_months(window)
+    with timed(timings, "check", chosen_months(spec)):
+        thresholds = check_thresholds(settings)
+
+        def check(trips: prepare.PreparedTrips, month: Month) -> checks.MonthFigures:
+            return check_task(trips, f"{spec.color} {month}", thresholds, spec.skip_checks)
+
+        # Each month on its own, the window's too: a bad month is not hidden by good ones.
+        window_figures = [
+            check(trips, month) for trips, month in zip(window, spec.training_months(), strict=True)
+        ]
+        val_month = spec.validation_month
+        val_figures = None if val is None or val_month is None else check(val, val_month)
     datasets = months_lineage(
         settings,
         spec,
         (train_files, [trips.rows_loaded for trips in window]),
         (val_file, None if val is None else val.rows_loaded),
     )
-    return PreparedMonths(train, val, datasets)
+    return PreparedMonths(train, val, datasets, checks.check_metrics(window_figures, val_figures))
 
 
 def chosen_months(spec: TrainingSpec) -> str:
@@ -176,7 +203,12 @@ def train_and_register(
         record,
         run_id=parent_run_id,
         datasets=months.datasets,
-        tags={**record.tags, **_prefect_tags()},
+        metrics={**record.metrics, **months.check_metrics},
+        tags={
+            **record.tags,
+            **_prefect_tags(),
+            tracking.SKIP_CHECKS_TAG: str(spec.skip_checks).lower(),
+        },
         charts=made,
     )
     with timed(timings, "register"):
