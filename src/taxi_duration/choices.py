@@ -45,6 +45,9 @@ ZONE_COLUMNS = ("PULocationID", "DOLocationID")
 FIRST_ZONE_ID = 1
 LAST_ZONE_ID = 265
 LAST_NYC_ZONE_ID = 263
+# The monitor's default: a champion whose RMSE on a new month is more than this fraction above
+# its validation RMSE is degraded (docs/monitoring.md).
+MAX_DEGRADATION = 0.1
 # Fields known when the trip is requested, under the same names in green and yellow files.
 # Nothing known only after the trip (fares, tips, totals, RatecodeID, store_and_fwd_flag).
 # Optional: a month without one (yellow has no trip_type) gets NaN, which carries signal.

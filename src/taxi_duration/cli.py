@@ -173,6 +173,14 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "write parquet: ride_id, zones, predicted_duration (null where a zone or the "
         "distance is missing) and model_version.",
     ),
+    "monitor": (
+        "MonitorSpec",
+        "judge the champion on a month it has not seen: RMSE, drift, degraded or not",
+        "Score the color's champion on a published month it was neither trained nor "
+        "validated on: its RMSE and MAE against the validation RMSE recorded on its version, "
+        "the drift of each input and of the predictions from its training month, and the "
+        "month's data checks. Degraded months emit taxi-duration.model.degraded.",
+    ),
     "promote": (
         "PromoteSpec",
         "make a registered version the champion by hand (e.g. a rollback)",
@@ -356,7 +364,7 @@ def _start_prefect_server() -> threading.Thread | None:
 
 def _flow_call(spec: Spec) -> Callable[[], dict[str, Any]]:
     """The command's flow called on its spec; importing it loads the run's libraries."""
-    from taxi_duration.specs import BacktestSpec, PredictSpec, TrainSpec, TuneSpec
+    from taxi_duration.specs import BacktestSpec, MonitorSpec, PredictSpec, TrainSpec, TuneSpec
 
     if isinstance(spec, BacktestSpec):
         from taxi_duration.flows.backtest import backtest
@@ -370,6 +378,11 @@ def _flow_call(spec: Spec) -> Callable[[], dict[str, Any]]:
                 return dict(failure.summary.to_dict())
 
         return run
+    if isinstance(spec, MonitorSpec):
+        from taxi_duration.flows.monitor import monitor
+
+        monitor_spec = spec
+        return lambda: monitor(monitor_spec)
     if isinstance(spec, PredictSpec):
         from taxi_duration.flows.predict import predict
 
@@ -407,6 +420,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result))
     return 1 if result.get("failed") else 0  # a backtest with failed pairs
+
+
+def _print_monitoring(result: dict[str, Any]) -> None:
+    verdict = "degraded" if result["degraded"] else "not degraded"
+    print(
+        f"Champion version {result['model_version']} on {result['month']} "
+        f"({result['rows']:,} trips): {verdict}"
+    )
+    for line in result["lines"]:
+        print(f"  {line}")
 
 
 def _print_prediction(result: dict[str, Any]) -> None:
@@ -472,6 +495,7 @@ def _gigabytes(size: int) -> str:
 
 
 _PRINTERS = {
+    "monitor": _print_monitoring,
     "cache": _print_cache,
     "predict": _print_prediction,
     "promote": _print_promotion,

@@ -14,9 +14,11 @@ one, each drifted at 0.1 or more. Evidently itself does not import with the proj
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from taxi_duration.choices import MAX_DEGRADATION
 from taxi_duration.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -48,7 +50,7 @@ class MonitorThresholds:
     """When a month counts as degraded. Defaults in docs/monitoring.md, with the figures."""
 
     # RMSE on the month over the version's validation RMSE, minus 1.
-    max_degradation: float = 0.1
+    max_degradation: float = MAX_DEGRADATION
     # A column drifts at this distance or more (Evidently's default for both statistics).
     drift_threshold: float = 0.1
     # Degraded when more than this share of the inputs drift (Evidently's dataset drift
@@ -135,6 +137,7 @@ class MonitorReport:
             "degradation": self.degradation,
             "degraded": self.degraded,
             "reasons": list(self.reasons),
+            "lines": self.lines(),
             "drifted_share": self.drifted_share,
             "drifted_columns": self.drifted_columns(),
             "drift": [asdict(drift) for drift in self.drift],
@@ -285,4 +288,37 @@ def assess(
         training_figures=training_figures,
         thresholds=thresholds,
         reasons=tuple(reasons),
+    )
+
+
+def judge(
+    *,
+    month: str,
+    model_version: str,
+    predict: Callable[[pd.DataFrame], np.ndarray],
+    training: pd.DataFrame,
+    current: pd.DataFrame,
+    validation_rmse: float,
+    figures: dict[str, float],
+    training_figures: dict[str, float],
+    thresholds: MonitorThresholds,
+) -> MonitorReport:
+    """``assess`` a prepared month against the prepared training month: the model's
+    predictions on every trip of the month, drift on a fixed-seed sample of each."""
+    reference = model_inputs(sample(training, thresholds.sample_rows, thresholds.seed))
+    reference[PREDICTION] = predict(training.loc[reference.index])
+    predictions = predict(current)
+    inputs = model_inputs(sample(current, thresholds.sample_rows, thresholds.seed))
+    inputs[PREDICTION] = predictions[current.index.get_indexer(inputs.index)]
+    return assess(
+        month=month,
+        model_version=model_version,
+        durations=current["duration"].to_numpy(),
+        predictions=predictions,
+        validation_rmse=validation_rmse,
+        reference=reference,
+        current=inputs,
+        figures=figures,
+        training_figures=training_figures,
+        thresholds=thresholds,
     )

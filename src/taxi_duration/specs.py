@@ -31,6 +31,7 @@ from taxi_duration.choices import (
     COLORS,
     FEATURE_SETS,
     FIRST_PUBLISHED_MONTH,
+    MAX_DEGRADATION,
     MODEL_KINDS,
     PRESETS,
     TrainingConfig,
@@ -366,6 +367,30 @@ class PredictSpec(Spec):
         if not self.output.strip():
             raise InvalidInputError("output '' is empty: give a parquet file to write")
         _local_file(self.input_path, "input")
+        return self
+
+
+class MonitorSpec(Spec):
+    """``taxi-duration monitor`` and the ``monitor`` flow."""
+
+    color: Color = Field("green", description="taxi type: whose champion")
+    year: int = Field(description="the month to judge the champion on")
+    month: MonthNumber = Field(description="1-12")
+    max_degradation: Annotated[
+        float, _in_range("max_degradation", 0, unit="(a fraction of the validation RMSE)")
+    ] = Field(
+        MAX_DEGRADATION,
+        description="degraded when the month's RMSE is more than this fraction above the "
+        "champion's validation RMSE",
+    )
+
+    @property
+    def monitored_month(self) -> Month:
+        return Month(self.year, self.month)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        check_month(self.color, self.monitored_month, "monitored")
         return self
 
 

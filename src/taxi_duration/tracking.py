@@ -493,6 +493,72 @@ def champion_version(settings: Settings, color: str) -> str | None:
         return None
 
 
+@dataclass(frozen=True)
+class ChampionRecord:
+    """The champion's version and what its run recorded: the months it was trained on (the
+    window's last and its length), the month it was validated on, its validation RMSE."""
+
+    version: str
+    train_month: str
+    window: int
+    val_month: str | None
+    validation_rmse: float | None
+
+
+@translate_errors
+def champion_record(settings: Settings, color: str) -> ChampionRecord | None:
+    """The color's champion and its run's months and validation RMSE; None without one."""
+    client = _configure(settings)
+    try:
+        version = client.get_model_version_by_alias(settings.registered_model(color), CHAMPION)
+    except MlflowException as error:
+        _unless_unreachable(settings, error)
+        return None
+    if version.run_id is None:
+        raise RegistryError(
+            f"{version.name} version {version.version} has no run: it records no months"
+        )
+    data = client.get_run(version.run_id).data
+    val_month = data.params.get("val_month", "none")
+    return ChampionRecord(
+        version=str(version.version),
+        train_month=data.params["train_month"],
+        window=int(data.params.get("window", "1")),
+        val_month=None if val_month == "none" else val_month,
+        validation_rmse=data.metrics.get("rmse"),
+    )
+
+
+@translate_errors
+def log_monitoring(
+    settings: Settings, run_name: str, tags: dict[str, str], metrics: dict[str, float], step: int
+) -> str:
+    """A monitoring run in ``<experiment>-monitor``: the same metric names every month, each
+    at ``step`` (the month as YYYYMM), so that MLflow's charts draw them month by month."""
+    client = _configure(settings)
+    name = f"{settings.experiment_name}-monitor"
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        try:
+            experiment_id_ = client.create_experiment(
+                name,
+                artifact_location=settings.artifact_location,
+                tags={_EXPERIMENT_KIND_TAG: _MODEL_TRAINING_KIND},
+            )
+        except MlflowException:  # created by a run at the same time
+            experiment_id_ = client.get_experiment_by_name(name).experiment_id  # type: ignore[union-attr]
+    else:
+        experiment_id_ = experiment.experiment_id
+    run = client.create_run(str(experiment_id_), run_name=run_name, tags=tags)
+    now = int(time.time() * 1000)
+    client.log_batch(
+        run.info.run_id,
+        metrics=[Metric(key, value, now, step) for key, value in metrics.items()],
+    )
+    client.set_terminated(run.info.run_id, "FINISHED")
+    return str(run.info.run_id)
+
+
 @translate_errors
 def load_model(settings: Settings, uri: str) -> Any:
     """The pyfunc at ``uri`` (e.g. ``models:/nyc-taxi-duration@champion``)."""
