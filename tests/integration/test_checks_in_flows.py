@@ -8,9 +8,10 @@ import re
 from pathlib import Path
 
 import pytest
+from data_server import SERVED_REQUESTS
 from mlflow.tracking import MlflowClient
 
-from taxi_duration.errors import DataCheckError, DataError
+from taxi_duration.errors import DataCheckError, DataError, InvalidInputError
 from taxi_duration.flows.backtest import backtest_pairs
 from taxi_duration.flows.train import train
 from taxi_duration.flows.tune import tune
@@ -115,3 +116,13 @@ def test_a_failing_month_fails_each_backtest_pair_it_is_in_with_the_checks_line(
     parent = store.get_run(summary.run_id)
     assert parent.data.tags[SKIP_CHECKS_TAG] == "false"
     assert store.search_model_versions() == []
+
+
+def test_a_threshold_out_of_range_is_one_line_before_any_download(
+    prefect_api: None, workspace: Path, bad_data_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TAXI_DURATION_CHECK_MAX_ZERO_DISTANCE_SHARE", "1.5")
+    with pytest.raises(InvalidInputError) as raised:
+        train(TrainSpec.parse(year=2023, month=1, model="linear"))
+    assert str(raised.value) == "max_zero_distance_share 1.5 is not a share between 0 and 1"
+    assert SERVED_REQUESTS[bad_data_url] == []

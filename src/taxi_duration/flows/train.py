@@ -75,6 +75,7 @@ def prepare_months(
     local files): each month is downloaded and prepared once (cached), the window's months
     are then joined. A month that fails its data checks stops the run here, before any
     feature is built, unless the spec skips the checks."""
+    thresholds = check_thresholds(settings)  # a bad setting: one line before any download
     train_files, val_file = ingest_months(settings, spec, timings)
     cache = PreparedCache.of(settings)
     with timed(timings, "prepare", chosen_months(spec)):
@@ -82,7 +83,6 @@ def prepare_months(
         val = None if val_file is None else prepare_task(val_file, spec.color, cache)
         train = prepare.join_months(window)
     with timed(timings, "check", chosen_months(spec)):
-        thresholds = check_thresholds(settings)
 
         def check(trips: prepare.PreparedTrips, month: Month) -> checks.MonthFigures:
             return check_task(trips, f"{spec.color} {month}", thresholds, spec.skip_checks)
