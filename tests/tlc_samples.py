@@ -64,6 +64,17 @@ def with_zero_distances(trips: pd.DataFrame, share: float) -> pd.DataFrame:
     return trips.assign(trip_distance=trips["trip_distance"].where(~zero, 0.0))
 
 
+def slower(trips: pd.DataFrame, factor: float) -> pd.DataFrame:
+    """The same trips, each lasting ``factor`` times as long (any layout's timestamps)."""
+    [pickup] = [c for c in trips.columns if c.endswith("pickup_datetime")]
+    [dropoff] = [c for c in trips.columns if c.endswith("dropoff_datetime")]
+    slowed = trips.copy()
+    slowed[dropoff] = trips[pickup] + (trips[dropoff] - trips[pickup]) * factor
+    if "trip_time" in slowed:
+        slowed["trip_time"] = np.round(slowed["trip_time"] * factor).astype("int64")
+    return slowed
+
+
 def write_trips(directory: Path, color: str, month: Month, trips: pd.DataFrame) -> Path:
     """Write ``trips`` as ``month``'s file, under the TLC file name; return its path."""
     directory.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,9 @@ the alerts the ``TAXI_DURATION_NOTIFY_*`` and ``TAXI_DURATION_SMTP_*`` settings 
 * the automation ``taxi-duration: run failed or crashed``, on the Failed and Crashed events
   of every flow run of the stack's work pool, and, with ``TAXI_DURATION_NOTIFY_ON_PROMOTION``,
   ``taxi-duration: new champion``, on the ``taxi-duration.model.promoted`` event that the
-  promote task emits;
+  promote task emits; ``taxi-duration: champion degraded``, on the
+  ``taxi-duration.model.degraded`` event that a monitor run emits (prefect.yaml's trigger on
+  ``train/monthly`` retrains on it);
 * always, ``taxi-duration: run stopped sending heartbeats``: Prefect's own recipe for runs
   whose process died without a word (a worker or machine killed): a run that has sent a
   heartbeat and then sends neither another nor a final state within 90 s is marked Crashed,
@@ -45,6 +47,8 @@ from taxi_duration.errors import InvalidInputError
 from taxi_duration.settings import Settings
 
 PROMOTED_EVENT = "taxi-duration.model.promoted"
+DEGRADED_EVENT = "taxi-duration.model.degraded"
+DEGRADED_AUTOMATION = "taxi-duration: champion degraded"
 FAILED_AUTOMATION = "taxi-duration: run failed or crashed"
 HEARTBEAT_AUTOMATION = "taxi-duration: run stopped sending heartbeats"
 # Flow runs send a heartbeat every 30 s (PREFECT_FLOWS_HEARTBEAT_FREQUENCY, which the stack puts
@@ -82,6 +86,17 @@ PROMOTED_BODY = (
     '(was {{ event.payload.previous_champion or "none" }}): {{ event.payload.reason }}.\n'
     "Flow run {{ flow_run.name }} of deployment {{ flow.name }}/{{ deployment.name }}.\n"
     "Prefect run: {{ flow_run|ui_url }}\n" + _MLFLOW_LINE
+)
+DEGRADED_SUBJECT = (
+    "taxi-duration: {{ event.resource['prefect.resource.name'] }} version "
+    "{{ event.payload.model_version }} degraded on {{ event.payload.month }}"
+)
+DEGRADED_BODY = (
+    "{{ event.resource['prefect.resource.name'] }} version {{ event.payload.model_version }} "
+    "is degraded on {{ event.payload.month }}: {{ event.payload.reasons | join('; ') }}.\n"
+    "train/monthly retrains it on the month before, validated on {{ event.payload.month }}.\n"
+    "Flow run {{ flow_run.name }} of deployment {{ flow.name }}/{{ deployment.name }}.\n"
+    "Prefect run: {{ flow_run|ui_url }}\n"
 )
 
 
@@ -341,6 +356,15 @@ def _wanted(alerts: Alerts) -> list[tuple[str, str, str, set[str], str]]:
             "A flow run of the taxi-duration work pool ended Failed or Crashed.",
         )
     ]
+    wanted.append(
+        (
+            DEGRADED_SUBJECT,
+            DEGRADED_BODY,
+            DEGRADED_AUTOMATION,
+            {DEGRADED_EVENT},
+            "A monitor run of the taxi-duration work pool found a champion degraded.",
+        )
+    )
     if alerts.on_promotion:
         wanted.append(
             (

@@ -275,6 +275,10 @@ def _configure_runtime(output: argparse.Namespace) -> None:
     if not verbose:
         # Each of MLflow's HTTP retries is a urllib3 warning; the CLI reports the outcome.
         logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
+        # Prefect's services draining their queues at exit on a busy machine warn "Still
+        # processing items" (after a failed run's one error line): progress, not a problem.
+        for service in ("EventsWorker", "APILogWorker"):
+            logging.getLogger(service).setLevel(logging.ERROR)
     for handler in logging.getLogger().handlers:
         if isinstance(handler, PrefectConsoleHandler):
             handler.addFilter(_DropRunFailures())
@@ -423,6 +427,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _print_monitoring(result: dict[str, Any]) -> None:
+    if "months" in result:  # --from/--to
+        print(
+            f"Champion version {result['model_version']} of {result['color']} (validation RMSE "
+            f"{result['validation_rmse']:.4f}), month by month:"
+        )
+        for month in result["months"]:
+            if "skipped" in month:
+                print(f"  {month['month']}  skipped: {month['skipped']}")
+                continue
+            verdict = "degraded" if month["degraded"] else "ok"
+            print(
+                f"  {month['month']}  rmse {month['rmse']:.4f} ({month['degradation']:+.1%}), "
+                f"drifted {len(month['drifted_columns'])} of {len(month['drift'])}: {verdict}"
+            )
+        print(f"  decay chart: MLflow run {result['chart_run_id']}, charts/decay.png")
+        return
     verdict = "degraded" if result["degraded"] else "not degraded"
     print(
         f"Champion version {result['model_version']} on {result['month']} "

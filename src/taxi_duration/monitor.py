@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from taxi_duration.choices import MAX_DEGRADATION
@@ -289,6 +290,44 @@ def assess(
         thresholds=thresholds,
         reasons=tuple(reasons),
     )
+
+
+def decay_chart(
+    months: list[str],
+    rmses: list[float],
+    validation_rmse: float,
+    max_degradation: float,
+    title: str,
+    path: Path,
+) -> Path:
+    """A PNG of the champion's RMSE by month, its validation RMSE and the degraded line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(max(6.0, 0.8 * len(months) + 3), 4))
+    try:
+        axes.plot(months, rmses, marker="o", label="RMSE on the month")
+        axes.axhline(validation_rmse, linestyle="--", color="gray", label="validation RMSE")
+        axes.axhline(
+            validation_rmse * (1 + max_degradation),
+            linestyle=":",
+            color="red",
+            label=f"degraded above (+{max_degradation:.0%})",
+        )
+        axes.set_xlabel("month")
+        axes.set_ylabel("RMSE (minutes)")
+        axes.set_title(title)
+        axes.grid(alpha=0.3)
+        axes.legend()
+        figure.autofmt_xdate()
+        figure.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, format="png", dpi=100)
+    finally:
+        plt.close(figure)
+    return path
 
 
 def judge(

@@ -374,8 +374,21 @@ class MonitorSpec(Spec):
     """``taxi-duration monitor`` and the ``monitor`` flow."""
 
     color: Color = Field("green", description="taxi type: whose champion")
-    year: int = Field(description="the month to judge the champion on")
-    month: MonthNumber = Field(description="1-12")
+    year: int | None = Field(
+        None,
+        description="the month to judge the champion on (a scheduled run without it takes "
+        "the newest published month)",
+    )
+    month: MonthNumber | None = Field(None, description="1-12")
+    start: str | None = Field(
+        None,
+        description="judge every month from this one (YYYY-MM, with --to) instead of --year "
+        "and --month",
+        json_schema_extra={"flag": "--from"},
+    )
+    end: str | None = Field(
+        None, description="last month of --from, YYYY-MM", json_schema_extra={"flag": "--to"}
+    )
     max_degradation: Annotated[
         float, _in_range("max_degradation", 0, unit="(a fraction of the validation RMSE)")
     ] = Field(
@@ -385,12 +398,42 @@ class MonitorSpec(Spec):
     )
 
     @property
-    def monitored_month(self) -> Month:
+    def monitored_month(self) -> Month | None:
+        if self.year is None or self.month is None:
+            return None
         return Month(self.year, self.month)
+
+    def monitored_range(self) -> list[Month] | None:
+        """The months of --from..--to, oldest first; None without a range."""
+        if self.start is None or self.end is None:
+            return None
+        months, month = [], Month.parse(self.start)
+        while month <= Month.parse(self.end):
+            months.append(month)
+            month = month.next()
+        return months
 
     @model_validator(mode="after")
     def _check(self) -> Self:
-        check_month(self.color, self.monitored_month, "monitored")
+        if (self.year is None) != (self.month is None):
+            raise InvalidInputError(
+                "--year and --month (year, month) go together: give both, or neither for "
+                "the newest published month"
+            )
+        if (self.start is None) != (self.end is None):
+            raise InvalidInputError("--from and --to (start, end) go together: give both")
+        if self.start is not None and self.year is not None:
+            raise InvalidInputError(
+                "--from/--to or --year/--month (start/end or year/month): give one, not both"
+            )
+        if self.monitored_month is not None:
+            check_month(self.color, self.monitored_month, "monitored")
+        if self.start is not None and self.end is not None:
+            first, last = Month.parse(self.start), Month.parse(self.end)
+            if first > last:
+                raise InvalidInputError(f"--from {first} is after --to {last}: give --from <= --to")
+            check_month(self.color, first, "first")
+            check_month(self.color, last, "last")
         return self
 
 

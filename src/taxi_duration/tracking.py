@@ -531,7 +531,12 @@ def champion_record(settings: Settings, color: str) -> ChampionRecord | None:
 
 @translate_errors
 def log_monitoring(
-    settings: Settings, run_name: str, tags: dict[str, str], metrics: dict[str, float], step: int
+    settings: Settings,
+    run_name: str,
+    tags: dict[str, str],
+    metrics: dict[str, float],
+    step: int,
+    artifact: Path | None = None,
 ) -> str:
     """A monitoring run in ``<experiment>-monitor``: the same metric names every month, each
     at ``step`` (the month as YYYYMM), so that MLflow's charts draw them month by month."""
@@ -555,6 +560,8 @@ def log_monitoring(
         run.info.run_id,
         metrics=[Metric(key, value, now, step) for key, value in metrics.items()],
     )
+    if artifact is not None:
+        client.log_artifact(run.info.run_id, str(artifact), artifact_path="charts")
     client.set_terminated(run.info.run_id, "FINISHED")
     return str(run.info.run_id)
 

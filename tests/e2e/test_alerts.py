@@ -113,7 +113,11 @@ def test_status_from_another_folder_lists_the_alerts_and_what_runs_get(
     assert alerts.PROMOTED_AUTOMATION not in status.stdout
     # Every automation `up` made is told as in force, with what it does.
     made = _ours(team_stack)
-    assert set(made) == {alerts.FAILED_AUTOMATION, alerts.HEARTBEAT_AUTOMATION}
+    assert set(made) == {
+        alerts.FAILED_AUTOMATION,
+        alerts.DEGRADED_AUTOMATION,
+        alerts.HEARTBEAT_AUTOMATION,
+    }
     for name in made:
         assert f"{name} (on) -> " in status.stdout, status.stdout
     assert f"{alerts.HEARTBEAT_AUTOMATION} (on) -> mark it Crashed" in status.stdout
@@ -146,6 +150,7 @@ def test_up_again_updates_the_alerts_in_place_and_tells_of_a_new_champion(
         ours = _ours(team_stack)
         assert set(ours) == {
             alerts.FAILED_AUTOMATION,
+            alerts.DEGRADED_AUTOMATION,
             alerts.PROMOTED_AUTOMATION,
             alerts.HEARTBEAT_AUTOMATION,
         }
@@ -175,5 +180,9 @@ def test_up_again_updates_the_alerts_in_place_and_tells_of_a_new_champion(
         without_promotions = {**team_stack.env, "TAXI_DURATION_NOTIFY_ON_PROMOTION": ""}
         restored = stack_command(without_promotions, "up", cwd=team_stack.root)
         assert restored.returncode == 0, restored.stdout + restored.stderr
-    assert set(_ours(team_stack)) == {alerts.FAILED_AUTOMATION, alerts.HEARTBEAT_AUTOMATION}
+    assert set(_ours(team_stack)) == {
+        alerts.FAILED_AUTOMATION,
+        alerts.DEGRADED_AUTOMATION,
+        alerts.HEARTBEAT_AUTOMATION,
+    }
     assert "TAXI_DURATION_NOTIFY_ON_PROMOTION" not in kept_settings(team_stack.directory)

@@ -232,6 +232,18 @@ def test_deploy_creates_the_scheduled_and_manual_deployments(
     assert monthly["pull_steps"] == []
     assert monthly["path"] is None
 
+    # The champion judged the day before each training; a degraded month retrains.
+    monitor = api(stack, "GET", "/deployments/name/monitor/monthly")
+    assert monitor["entrypoint"] == "taxi_duration.flows.monitor.monitor"
+    [monitor_schedule] = monitor["schedules"]
+    assert monitor_schedule["schedule"]["cron"] == "0 9 2 * *"
+    automations = api(stack, "POST", "/automations/filter", {})
+    [retrain] = [a for a in automations if a["name"].startswith("train/monthly: retrain")]
+    assert retrain["trigger"]["expect"] == ["taxi-duration.model.degraded"]
+    [action] = retrain["actions"]
+    assert action["type"] == "run-deployment"
+    assert action["deployment_id"] == monthly["id"]
+
     pool = api(stack, "GET", "/work_pools/taxi-duration")
     assert pool["type"] == "process"
 

@@ -87,6 +87,20 @@ BAD_ARGUMENTS = [
     ([*BACKTEST, "--workers", "2", "--dask-address", "tcp://x:1"], "not both"),
     ([*BACKTEST, "--model", "forest"], "'forest'"),
     ([*BACKTEST, "--preset", "reference", "--model", "linear"], "reference"),
+    # monitor
+    (["monitor", "--year", "2023"], "--year and --month"),
+    (["monitor", "--year", "2023", "--month", "13"], "month 13"),
+    (["monitor", "--from", "2023-03"], "--from and --to"),
+    (["monitor", "--from", "2023-03", "--to", "2023-01"], "after --to"),
+    (
+        ["monitor", "--year", "2023", "--month", "3", "--from", "2023-01", "--to", "2023-02"],
+        "not both",
+    ),
+    (
+        ["monitor", "--year", "2023", "--month", "3", "--max-degradation", "-1"],
+        "max_degradation -1",
+    ),
+    (["monitor", "--year", "2023", "--month", "3", "--color", "blue"], "'blue'"),
     # stack
     (["stack"], "action"),
     (["stack", "sideways"], "'sideways'"),

@@ -10,10 +10,11 @@ from typing import Any
 import httpx
 import pytest
 from mlflow.tracking import MlflowClient
-from tlc_samples import make_trips, write_month, write_trips
+from tlc_samples import make_trips, slower, write_month, write_trips
 
+from taxi_duration.alerts import DEGRADED_EVENT
 from taxi_duration.errors import InvalidInputError, RegistryError
-from taxi_duration.flows.monitor import DEGRADED_EVENT, monitor
+from taxi_duration.flows.monitor import monitor
 from taxi_duration.flows.train import train
 from taxi_duration.months import Month
 from taxi_duration.specs import MonitorSpec, TrainSpec
@@ -28,10 +29,7 @@ def slower_march(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("slower")
     for month in (Month(2023, 1), Month(2023, 2)):
         write_month(directory, "green", month)
-    trips = make_trips("green", MARCH)
-    pickup = trips["lpep_pickup_datetime"]
-    trips["lpep_dropoff_datetime"] = pickup + (trips["lpep_dropoff_datetime"] - pickup) * 1.4
-    write_trips(directory, "green", MARCH, trips)
+    write_trips(directory, "green", MARCH, slower(make_trips("green", MARCH), 1.4))
     return directory
 
 
@@ -79,6 +77,19 @@ def test_a_month_like_the_training_months_is_recorded_and_not_degraded(
     [rmse] = registry.get_metric_history(result["run_id"], "rmse")
     assert rmse.step == 202303  # the month as the step: MLflow draws it month by month
     assert rmse.value == pytest.approx(result["rmse"])
+
+    # A range: the champion's own months and a month not published are skipped, the chart
+    # is logged; a range looks back, so it emits no event.
+    ranged = monitor(MonitorSpec.parse(start="2023-01", end="2023-04"))
+    assert [(m["month"], m.get("skipped")) for m in ranged["months"]] == [
+        ("2023-01", "trained or validated on it"),
+        ("2023-02", "trained or validated on it"),
+        ("2023-03", None),
+        ("2023-04", "not published"),
+    ]
+    assert ranged["months"][2]["rmse"] == pytest.approx(result["rmse"])
+    artifacts = registry.list_artifacts(ranged["chart_run_id"], "charts")
+    assert [artifact.path for artifact in artifacts] == ["charts/decay.png"]
 
 
 def test_durations_40_percent_longer_are_degraded_and_emit_the_event(

@@ -44,3 +44,24 @@ def test_the_temporary_server_starts_while_the_flow_loads(
         assert events == ["flow loaded", "server started", "flow runs"]
     else:
         assert events == ["flow loaded", "flow runs"]
+
+
+def test_prefect_services_draining_at_exit_add_no_line_after_the_error() -> None:
+    """On a busy machine Prefect's events and logs workers warn "Still processing items" as
+    they drain at exit: after a failed run's one error line, a second line (seen in CI)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import argparse, logging\n"
+        "from taxi_duration import cli\n"
+        "cli._configure_runtime(argparse.Namespace(verbose=False, quiet=False))\n"
+        "for name in ('EventsWorker', 'APILogWorker'):\n"
+        "    logging.getLogger(name).warning('Still processing items: 4 items remaining...')\n"
+        "logging.getLogger('prefect.flow_runs').warning('a warning the user sees')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert "Still processing items" not in result.stderr
+    assert "a warning the user sees" in result.stderr

@@ -10,7 +10,7 @@ from tlc_samples import write_month
 from taxi_duration import cli
 from taxi_duration.errors import InvalidInputError
 from taxi_duration.months import Month
-from taxi_duration.specs import BacktestSpec, PredictSpec, TrainSpec, TuneSpec
+from taxi_duration.specs import BacktestSpec, MonitorSpec, PredictSpec, TrainSpec, TuneSpec
 
 
 def test_default_validation_is_the_next_month() -> None:
@@ -136,6 +136,38 @@ def test_invalid_tune_specs(kwargs: dict[str, object], named: str) -> None:
 def test_invalid_predict_specs(kwargs: dict[str, object], named: str) -> None:
     with pytest.raises(InvalidInputError, match=named):
         PredictSpec.parse(**{"year": 2023, "month": 1, "output": "p.parquet", **kwargs})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"month": None}, "--year and --month \\(year, month\\) go together"),
+        ({"year": None}, "--year and --month \\(year, month\\) go together"),
+        ({"month": 13}, "month 13"),
+        ({"year": 2999}, "monitored month 2999-03 is in the future"),
+        ({"color": "blue"}, "color 'blue' is unknown"),
+        ({"max_degradation": -0.5}, "max_degradation -0.5 is out of range: 0 or more"),
+        ({"start": "2023-01", "end": "2023-02"}, "give one, not both"),
+        ({"year": None, "month": None, "start": "2023-01"}, "--from and --to"),
+        ({"year": None, "month": None, "start": "2023-03", "end": "2023-01"}, "is after --to"),
+    ],
+)
+def test_invalid_monitor_specs(kwargs: dict[str, object], named: str) -> None:
+    with pytest.raises(InvalidInputError, match=named):
+        MonitorSpec.parse(**{"year": 2023, "month": 3, **kwargs})
+
+
+def test_a_monitor_spec_without_a_month_is_a_scheduled_run() -> None:
+    assert MonitorSpec().monitored_month is None
+    assert str(MonitorSpec.parse(year=2023, month=3).monitored_month) == "2023-03"
+    assert MonitorSpec().max_degradation == 0.1
+    ranged = MonitorSpec.parse(start="2022-11", end="2023-02")
+    assert [str(month) for month in ranged.monitored_range() or []] == [
+        "2022-11",
+        "2022-12",
+        "2023-01",
+        "2023-02",
+    ]
 
 
 @pytest.mark.parametrize(
