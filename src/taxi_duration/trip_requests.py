@@ -141,7 +141,7 @@ def _first_given(
         if column is None:
             continue
         for row, value in enumerate(column):
-            if values[row] is None and value is not None:
+            if values[row] is None and not _is_null(value):
                 values[row], sources[row] = value, name
     return values, sources
 
@@ -199,7 +199,7 @@ def _zones(name: str, column: Sequence[Any] | None, rows: int) -> np.ndarray:
         )
     zones = np.full(rows, np.nan)
     for row, value in enumerate(column):
-        if value is None:
+        if _is_null(value):
             continue
         whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
         if isinstance(value, bool) or not whole or not FIRST_ZONE_ID <= value <= LAST_ZONE_ID:
@@ -239,7 +239,7 @@ def _numbers(name: str, column: Sequence[Any]) -> np.ndarray:
     """A request-time field: numbers, NaN where null (the model takes a missing one)."""
     numbers = np.full(len(column), np.nan)
     for row, value in enumerate(column):
-        if value is None:
+        if _is_null(value):
             continue
         if not _is_number(value):
             raise InvalidInputError(
@@ -247,6 +247,11 @@ def _numbers(name: str, column: Sequence[Any]) -> np.ndarray:
             )
         numbers[row] = value
     return numbers
+
+
+def _is_null(value: Any) -> bool:
+    """JSON null, or NaN: Python's JSON (MLflow's client among its users) writes NaN."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _is_number(value: Any) -> bool:

@@ -97,6 +97,17 @@ def test_a_bad_request_is_one_line_naming_the_field(body: bytes, named: str) -> 
     assert "\n" not in message
 
 
+def test_nan_is_null_as_python_writes_it() -> None:
+    body = (
+        b'{"dataframe_records": [{"pickup_datetime": "2023-03-01T08:15:00", '
+        b'"PULocationID": NaN, "DOLocationID": 1, "trip_distance": 1, "VendorID": NaN}]}'
+    )
+    trips = trips_from_request(body)
+    assert trips[["PULocationID", "VendorID"]].isna().all(axis=None)
+    with pytest.raises(InvalidInputError, match="trip_distance or trip_miles is missing"):
+        trips_from_request(body.replace(b'"trip_distance": 1', b'"trip_distance": NaN'))
+
+
 def test_one_trip_must_be_an_object() -> None:
     with pytest.raises(InvalidInputError, match="one trip \\(a JSON object\\): got a JSON array"):
         trip_from_request(b"[]")
