@@ -187,6 +187,16 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "Point the champion alias of a color's model at one of its versions, showing the "
         "validation RMSE of both; the replaced champion becomes the challenger.",
     ),
+    "serve": (
+        "ServeSpec",
+        "serve the color's champion over HTTP (MLflow's scoring protocol), following the alias",
+        "An HTTP service for models:/<TAXI_DURATION_MODEL_NAME>@champion: POST /invocations "
+        "(MLflow's dataframe_records or dataframe_split), POST /trip (one trip as a JSON "
+        "object), GET /ping and GET /health. Each answer names its model version (header "
+        "X-Model-Version). The alias is polled every TAXI_DURATION_SERVE_POLL_SECONDS (5): a "
+        "new champion is loaded and tested beside the served one, then swapped in; one that "
+        "fails is not switched to. Without a champion it answers 503 until one exists.",
+    ),
     "cache": (
         "CacheSpec",
         "list (ls) or remove (clear) the prepared months cached under the data folder",
@@ -284,6 +294,20 @@ def _configure_runtime(output: argparse.Namespace) -> None:
             handler.addFilter(_DropRunFailures())
 
 
+def _configure_service_logging(output: argparse.Namespace) -> None:
+    """The service's own lines (versions served, failures) on stderr; MLflow's only with -v."""
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "INFO" if output.verbose else "WARNING")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    service = logging.getLogger("taxi_duration.serve")
+    service.addHandler(handler)
+    service.setLevel(
+        logging.DEBUG if output.verbose else logging.WARNING if output.quiet else logging.INFO
+    )
+    if not output.verbose:
+        logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
+
+
 def _print_summary(result: dict[str, Any]) -> None:
     print(
         f"Trained {result['model']} on {result['features']} features, "
@@ -320,7 +344,7 @@ def _print_summary(result: dict[str, Any]) -> None:
 
 
 def _run(spec: Spec) -> dict[str, Any]:
-    from taxi_duration.specs import CacheSpec, PromoteSpec
+    from taxi_duration.specs import CacheSpec, PromoteSpec, ServeSpec
 
     if isinstance(spec, PromoteSpec):  # no flow: a few registry calls
         from dataclasses import asdict
@@ -329,6 +353,15 @@ def _run(spec: Spec) -> dict[str, Any]:
         from taxi_duration.settings import Settings
 
         return asdict(tracking.set_champion(Settings(), spec.color, str(spec.version)))
+    if isinstance(spec, ServeSpec):  # no flow: a server until stopped
+        from taxi_duration.serve import PredictionService
+        from taxi_duration.settings import Settings
+
+        # -v (_configure_service_logging): a line per request too.
+        verbose = logging.getLogger("taxi_duration.serve").isEnabledFor(logging.DEBUG)
+        service = PredictionService(spec, Settings(), access_log=verbose)
+        service.run()
+        return {"url": service.url, "model_name": service.follower.model_name}
     if isinstance(spec, CacheSpec):  # no flow: files in the data folder
         from taxi_duration.cache import PreparedCache, cache_listing
         from taxi_duration.settings import Settings
@@ -414,7 +447,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return stack.run(args.action)
         spec = spec_from_args(args)
-        if args.command != "cache":  # the cache's files need neither Prefect nor MLflow
+        if args.command == "serve":  # MLflow, but no Prefect: a service starts in seconds
+            _configure_service_logging(args)
+        elif args.command != "cache":  # the cache's files need neither Prefect nor MLflow
             _configure_runtime(args)
         result = _run(spec)
     except TaxiDurationError as error:
@@ -514,8 +549,13 @@ def _gigabytes(size: int) -> str:
     return f"{size / 1e9:.2f} GB"
 
 
+def _print_stopped(result: dict[str, Any]) -> None:
+    print(f"Stopped serving {result['model_name']} on {result['url']}")
+
+
 _PRINTERS = {
     "monitor": _print_monitoring,
+    "serve": _print_stopped,
     "cache": _print_cache,
     "predict": _print_prediction,
     "promote": _print_promotion,

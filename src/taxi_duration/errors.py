@@ -60,6 +60,10 @@ class StackError(TaxiDurationError):
     """The local stack (``taxi-duration stack``) cannot start, stop or be read."""
 
 
+class ServeError(TaxiDurationError):
+    """The prediction service cannot start (its address is taken), or a version fails it."""
+
+
 class BacktestFailedError(TaxiDurationError):
     """Some pairs of a backtest failed; ``summary`` still holds every pair's result."""
 

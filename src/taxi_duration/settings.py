@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     cache_max_gb: float = Field(5.0, ge=0)
     # XGBoost's threads in all (--threads wins); unset: the CPUs available (taxi_duration.cpus).
     threads: int | None = Field(None, ge=1)
+    # How often ``taxi-duration serve`` asks the registry where the champion alias points.
+    serve_poll_seconds: float = Field(5.0, gt=0)
     # A download's progress bar on stderr; None: when stderr is a terminal (off with --quiet).
     progress_bar: bool | None = None
 

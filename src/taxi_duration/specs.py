@@ -446,6 +446,31 @@ class PromoteSpec(Spec):
     )
 
 
+DEFAULT_SERVE_PORT = 8000
+
+
+class ServeSpec(Spec):
+    """``taxi-duration serve``: the HTTP prediction service of a color's champion."""
+
+    color: Color = Field("green", description="taxi type: whose champion to serve")
+    host: str = Field(
+        "127.0.0.1",
+        description="address to listen on (default 127.0.0.1: this machine only; the "
+        "service has no credentials of its own)",
+    )
+    port: Annotated[int, _in_range("port", 1, 65535)] = Field(
+        DEFAULT_SERVE_PORT, description="TCP port"
+    )
+
+    @model_validator(mode="after")
+    def _check_host(self) -> Self:
+        if not self.host.strip() or any(character.isspace() for character in self.host):
+            raise InvalidInputError(
+                f"host {self.host!r} is not an address: give e.g. 127.0.0.1 or 0.0.0.0"
+            )
+        return self
+
+
 CACHE_ACTIONS = ("ls", "clear")
 
 

@@ -243,7 +243,10 @@ def test_the_cli_sets_the_run_defaults_before_it_loads_xgboost(tmp_path: Path) -
 
 
 # What the CLI needs only once a run starts: loading any of them takes seconds.
-HEAVY_LIBRARIES = ("pandas", "numpy", "pyarrow", "scipy", "sklearn", "xgboost", "prefect", "mlflow")
+HEAVY_LIBRARIES = (
+    "pandas", "numpy", "pyarrow", "scipy", "sklearn", "xgboost", "prefect", "mlflow", "uvicorn",
+    "starlette",
+)  # fmt: skip
 _IMPORTED_AFTER = """
 import sys
 from taxi_duration import cli
@@ -256,6 +259,31 @@ print("imported:", *sorted({name.split(".")[0] for name in sys.modules}))
 
 
 @pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["serve", "--color", "purple"], "'purple'"),
+        (["serve", "--port", "0"], "port 0"),
+        (["serve", "--port", "65536"], "port 65536"),
+        (["serve", "--port", "http"], "'http'"),
+        (["serve", "--host", ""], "host ''"),
+        (["serve", "--host", "a b"], "host 'a b'"),
+        (["serve", "--prot", "8000"], "--port"),
+    ],
+)
+def test_serve_argument_error(
+    argv: list[str], named: str, workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = _run(argv)
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert len(err.splitlines()) == 1, err
+    assert named in err
+    assert "Traceback" not in err
+    assert out == ""
+    assert list(workspace.iterdir()) == []
+
+
+@pytest.mark.parametrize(
     "argv",
     [
         ["--help"],
@@ -263,6 +291,8 @@ print("imported:", *sorted({name.split(".")[0] for name in sys.modules}))
         ["tune", "--help"],
         ["backtest", "--help"],
         ["stack", "--help"],
+        ["serve", "--help"],
+        ["serve", "--port", "0"],
         ["train", "--year", "2023", "--yaer", "1"],
         ["train", "--year", "2023", "--month", "13"],
         [*TRAIN, "--color", "blue"],

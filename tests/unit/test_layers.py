@@ -25,10 +25,10 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "steps": (
         "ingest", "prepare", "checks", "cache", "features", "models", "linear", "evaluate",
         "promote", "tune", "predict", "backtest", "charts", "distributed", "schedule",
-        "fingerprint", "summary", "monitor",
+        "fingerprint", "summary", "monitor", "trip_requests",
     ),
     "tracking": ("tracking", "pyfunc_model"),
-    "operations": ("stack", "alerts"),
+    "operations": ("stack", "alerts", "serve"),
     "orchestration": ("flows",),  # the package and every module in it
     "entry points": ("cli",),
 }  # fmt: skip
