@@ -101,6 +101,9 @@ BAD_ARGUMENTS = [
         "max_degradation -1",
     ),
     (["monitor", "--year", "2023", "--month", "3", "--color", "blue"], "'blue'"),
+    # serve (more in tests/unit/test_cli_args.py)
+    (["serve", "--port", "0"], "port 0"),
+    (["serve", "--color", "purple"], "'purple'"),
     # stack
     (["stack"], "action"),
     (["stack", "sideways"], "'sideways'"),
