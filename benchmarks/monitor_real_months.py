@@ -6,8 +6,8 @@
 For each pair of consecutive green months in the folder (2021-01 -> 02, 2023-01 -> 02), and
 for the two halves of each first month, the drift of every input. Then the default model
 trained on each first month (validated on the second, as ``train`` does) is judged by
-``monitor.assess`` on every other month, with the CPU seconds of the judgement (predictions
-included, after the month is prepared).
+``monitor.judge`` (as the flow's judge step) on every other month, with the CPU seconds of
+the judgement (both months' predictions included, after the months are prepared).
 
 ``--generated ROWS``: two green months of ROWS rows like the tests' (tests/tlc_samples.py), the
 default model fitted on 200,000 trips of the first; prints the seconds and the CPU seconds of
@@ -119,30 +119,19 @@ def main() -> None:
     for first, second in PAIRS:
         model, validation_rmse = fit(months[first], months[second])
         train = months[first].frame
-        reference = monitor.model_inputs(
-            monitor.sample(train, thresholds.sample_rows, thresholds.seed)
-        )
-        reference[monitor.PREDICTION] = model.predict(train.loc[reference.index])
         training_figures = checks.month_figures(published[first], train).as_dict()
         for month, trips in months.items():
             if month in (first, second):
                 continue
             started = time.process_time()
-            frame = trips.frame
-            predictions = model.predict(frame)
-            current = monitor.model_inputs(
-                monitor.sample(frame, thresholds.sample_rows, thresholds.seed)
-            )
-            current[monitor.PREDICTION] = predictions[frame.index.get_indexer(current.index)]
-            report = monitor.assess(
+            report = monitor.judge(  # what the flow's judge step does
                 month=month,
                 model_version="-",
-                durations=frame["duration"].to_numpy(),
-                predictions=predictions,
+                predict=model.predict,
+                training=train,
+                current=trips.frame,
                 validation_rmse=validation_rmse,
-                reference=reference,
-                current=current,
-                figures=checks.month_figures(published[month], frame).as_dict(),
+                figures=checks.month_figures(published[month], trips.frame).as_dict(),
                 training_figures=training_figures,
                 thresholds=thresholds,
             )
