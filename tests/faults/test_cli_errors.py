@@ -14,6 +14,9 @@ import pytest
 
 from taxi_duration import cli
 
+# An argument error writes nothing: the workspace is checked empty.
+pytestmark = pytest.mark.fresh_store
+
 
 @pytest.fixture(autouse=True)
 def no_runs(monkeypatch: pytest.MonkeyPatch) -> None:

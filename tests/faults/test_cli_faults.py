@@ -241,6 +241,7 @@ def test_failing_tracking_server_is_retried_a_bounded_time_then_one_line(
 # --- two runs at once on the embedded store --------------------------------------------
 
 
+@pytest.mark.fresh_store  # races to create the store
 def test_two_concurrent_runs_are_both_recorded_with_one_champion(
     workspace: Path, fault_server: FaultServer, prefect_api_url: str
 ) -> None:
@@ -397,6 +398,7 @@ def test_a_folder_that_cannot_be_created_is_one_line_however_the_system_says_it(
 # --- a month after the current one: bad input, refused before anything runs --------------
 
 
+@pytest.mark.fresh_store  # asserts that no store is made
 def test_a_future_month_exits_2_at_once(workspace: Path, fault_server: FaultServer) -> None:
     result = run_cli(
         workspace,
@@ -419,6 +421,7 @@ def test_a_future_month_exits_2_at_once(workspace: Path, fault_server: FaultServ
 # --- a Dask scheduler nobody runs: bad input, reported within seconds, nothing downloaded --
 
 
+@pytest.mark.fresh_store  # asserts that no store is made
 def test_an_unreachable_dask_scheduler_exits_2_within_seconds(
     workspace: Path, fault_server: FaultServer, prefect_api_url: str
 ) -> None:

@@ -11,6 +11,9 @@ import pytest
 
 from taxi_duration import __version__, cli
 
+# An argument error writes nothing: the workspace is checked empty.
+pytestmark = pytest.mark.fresh_store
+
 TRAIN = ["train", "--year", "2023", "--month", "1"]
 TUNE = ["tune", "--year", "2023", "--month", "1"]
 FHVHV_2019_01 = ["--color", "fhvhv", "--year", "2019", "--month", "1"]
