@@ -30,7 +30,7 @@ from taxi_duration import __version__, evaluate, models, prepare, tracking
 from taxi_duration import backtest as steps
 from taxi_duration.cache import PreparedCache
 from taxi_duration.cpus import threads_per_job
-from taxi_duration.distributed import DEFAULT_WORKERS, local_cluster_kwargs
+from taxi_duration.distributed import DEFAULT_WORKERS, import_on_scheduler, local_cluster_kwargs
 from taxi_duration.errors import BacktestFailedError
 from taxi_duration.flows.progress import progress_line, timed
 from taxi_duration.flows.tasks import (
@@ -132,6 +132,11 @@ def pair_task(
 
 def _error_of(future: PrefectFuture[Any]) -> str:
     state = future.state
+    if not state.is_final():
+        # Never ended, and no state will come: its executor lost it (Dask cancels the
+        # futures of a client that lost its scheduler).
+        status = getattr(getattr(future, "wrapped_future", None), "status", "unknown")
+        return f"the pair's task was lost by the cluster before it ended (Dask: {status})"
     try:
         exception = state.result(raise_on_failure=False)
     except Exception as error:  # the result could not be read back
@@ -220,6 +225,9 @@ def backtest_pairs(spec: BacktestSpec) -> steps.BacktestSummary:
     settings = Settings()
     ingest = ingest_with_settings(settings)
     thresholds = check_thresholds(settings)
+    context = FlowRunContext.get()
+    if context is not None and isinstance(context.task_runner, DaskTaskRunner):
+        import_on_scheduler(context.task_runner.client, __name__)  # every task's module below
     prepared: dict[Month, PrefectFuture[prepare.PreparedTrips]] = {}
     month_steps: dict[Month, list[PrefectFuture[Any]]] = {}
     for month in steps.months_between(first, last):
@@ -249,7 +257,6 @@ def backtest_pairs(spec: BacktestSpec) -> steps.BacktestSummary:
         )
         for train, val in pairs
     ]
-    context = FlowRunContext.get()
     executor = executor_label(None if context is None else context.task_runner)
     with timed({}, "pairs", f"{len(pairs)} on {executor}"):
         results = _collect(pairs, futures, month_steps)
