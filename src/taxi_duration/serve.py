@@ -16,15 +16,18 @@ A version that fails to load or to answer is not switched to; the old one keeps 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import math
+import secrets
 import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -207,14 +210,58 @@ def _answer(served: Served, body: bytes, parse: Callable[[bytes], pd.DataFrame])
     return [None if not math.isfinite(value) else value for value in predicted.tolist()]
 
 
-def create_app(follower: ChampionFollower) -> Starlette:
-    """The service's routes over ``follower``, which the app starts and stops."""
+@dataclass(frozen=True)
+class Credentials:
+    """The user and password a prediction must come with (HTTP basic auth)."""
+
+    username: str
+    password: str = field(repr=False)
+
+    @classmethod
+    def of(cls, settings: Settings) -> Credentials | None:
+        """The MLflow user's, when ``serve_auth`` is on; a missing one is a bad setting."""
+        if not settings.serve_auth:
+            return None
+        password = settings.mlflow_tracking_password
+        if not settings.mlflow_tracking_username or password is None:
+            raise InvalidInputError(
+                "TAXI_DURATION_SERVE_AUTH is on, so the service asks for credentials: set "
+                "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (the MLflow user's)"
+            )
+        return cls(settings.mlflow_tracking_username, password.get_secret_value())
+
+    def admit(self, header: str | None) -> bool:
+        """Whether an ``Authorization`` header carries these credentials."""
+        scheme, _, encoded = (header or "").partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            given = base64.b64decode(encoded.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            return False
+        expected = f"{self.username}:{self.password}".encode()
+        return secrets.compare_digest(given, expected)
+
+
+def create_app(follower: ChampionFollower, credentials: Credentials | None = None) -> Starlette:
+    """The service's routes over ``follower``, which the app starts and stops. With
+    ``credentials``, a prediction without them is refused (401); ``/ping`` and ``/health``
+    stay open, for the stack's and a load balancer's health checks."""
 
     async def predict(
         request: Request,
         parse: Callable[[bytes], pd.DataFrame],
         answer: Callable[[list[Any]], dict[str, Any]],
     ) -> Response:
+        if credentials is not None and not credentials.admit(request.headers.get("authorization")):
+            refused = _error(
+                401,
+                "UNAUTHENTICATED",
+                "credentials required: HTTP basic auth with the MLflow user and password",
+                None,
+            )
+            refused.headers["WWW-Authenticate"] = 'Basic realm="taxi-duration"'
+            return refused
         served = follower.served  # read once: this request stays on this version
         if served is None:
             return _error(503, "TEMPORARILY_UNAVAILABLE", follower.unavailable_message(), None)
@@ -284,10 +331,11 @@ class PredictionService:
     def __init__(self, spec: ServeSpec, settings: Settings, access_log: bool = False) -> None:
         import uvicorn  # here: the CLI's other commands never load it
 
+        credentials = Credentials.of(settings)  # a missing one: an error before binding
         self.follower = ChampionFollower(settings, spec.color)
         self.socket = _bound_socket(spec.host, spec.port)
         config = uvicorn.Config(
-            create_app(self.follower),
+            create_app(self.follower, credentials),
             log_level="info" if access_log else "warning",
             access_log=access_log,
             lifespan="on",
