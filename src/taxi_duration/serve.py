@@ -64,10 +64,30 @@ RETRY_FAILED_SECONDS = 60.0
 
 @dataclass(frozen=True)
 class Served:
-    """A registered version and its loaded pyfunc: replaced whole, never changed."""
+    """A registered version, its loaded pyfunc and how it predicts checked trips: replaced
+    whole, never changed."""
 
     version: str
     model: Any
+    predict: Callable[[pd.DataFrame], Any]
+
+
+# The pyfunc class of every version ``tracking`` logs (pyfunc_model.py).
+OUR_PYFUNC = "TripDurationPyfunc"
+
+
+def predictor(model: Any) -> Callable[[pd.DataFrame], Any]:
+    """A version's prediction for trips ``trip_requests`` has checked. For a version of
+    ours, its model's own, past the pyfunc's schema enforcement: that checks and converts
+    every column again, a fifth of a one-trip request's CPU (8.4 instead of 10.0 ms in one
+    process). Any other version: the pyfunc's."""
+    try:
+        python_model = model.unwrap_python_model()
+    except Exception:  # not a Python model: MLflow's flavours raise their own error
+        return model.predict  # type: ignore[no-any-return]
+    if type(python_model).__name__ != OUR_PYFUNC:
+        return model.predict  # type: ignore[no-any-return]
+    return lambda trips: python_model.predict(None, trips)
 
 
 @dataclass(frozen=True)
@@ -109,13 +129,14 @@ class ChampionFollower:
         started = time.perf_counter()
         try:
             model = tracking.load_version(self.settings, champion, self.color)
-            _smoke_test(model)
+            predict = predictor(model)
+            _smoke_test(predict)
         except Exception as error:  # whatever a version does wrong, the served one stays
             self._failed[champion] = time.monotonic()
             kept = f"version {served.version} still serves" if served else "none serves"
             self._fail(f"version {champion} is not served ({kept}): {_one_line(error)}")
             return
-        self.served = Served(champion, model)  # the swap: one assignment
+        self.served = Served(champion, model, predict)  # the swap: one assignment
         self._failed.pop(champion, None)
         logger.info(
             "serving %s version %s (was %s), loaded and tested in %.1f s",
@@ -175,10 +196,10 @@ class ChampionFollower:
         return f"{reason} (asked every {self.settings.serve_poll_seconds:g} s)"
 
 
-def _smoke_test(model: Any) -> None:
+def _smoke_test(predict: Callable[[pd.DataFrame], Any]) -> None:
     """A version must predict a duration for a fixed, ordinary trip before it serves."""
     answer = np.asarray(
-        model.predict(checked_trips({k: [v] for k, v in SMOKE_TRIP.items()}, 1)), dtype=float
+        predict(checked_trips({k: [v] for k, v in SMOKE_TRIP.items()}, 1)), dtype=float
     )
     if answer.shape != (1,) or not math.isfinite(answer[0]):
         raise ServeError(f"it answered {answer.tolist()!r} for the smoke trip, not a duration")
@@ -205,7 +226,7 @@ def _error(status: int, code: str, message: str, version: str | None) -> Respons
 
 def _answer(served: Served, body: bytes, parse: Callable[[bytes], pd.DataFrame]) -> list[Any]:
     trips = parse(body)  # InvalidInputError before anything is predicted
-    predicted = np.asarray(served.model.predict(trips), dtype=np.float64)
+    predicted = np.asarray(served.predict(trips), dtype=np.float64)
     # JSON null where the model has no duration (an unknown zone), never NaN.
     return [None if not math.isfinite(value) else value for value in predicted.tolist()]
 
