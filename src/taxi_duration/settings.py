@@ -47,6 +47,16 @@ class Settings(BaseSettings):
     threads: int | None = Field(None, ge=1)
     # How often ``taxi-duration serve`` asks the registry where the champion alias points.
     serve_poll_seconds: float = Field(5.0, gt=0)
+    # ``taxi-duration serve`` asks for credentials (HTTP basic auth) on its predictions: the
+    # MLflow user and password below, those of the tracking server it reads the champion from.
+    # ``stack up`` turns it on for the stack's services whenever the stack asks for credentials.
+    serve_auth: bool = False
+    mlflow_tracking_username: str | None = Field(
+        default=None, validation_alias=AliasChoices("MLFLOW_TRACKING_USERNAME")
+    )
+    mlflow_tracking_password: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("MLFLOW_TRACKING_PASSWORD")
+    )
     # A download's progress bar on stderr; None: when stderr is a terminal (off with --quiet).
     progress_bar: bool | None = None
 

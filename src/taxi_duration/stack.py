@@ -1,13 +1,19 @@
-"""The local stack: a Prefect server, an MLflow tracking server and a process worker.
+"""The local stack: a Prefect server, an MLflow tracking server, a process worker and the
+prediction service of each served color (``taxi-duration serve``, its champion over HTTP).
 
-``taxi-duration stack up`` starts the three in the background on 127.0.0.1, waits until each
+``taxi-duration stack up`` starts them in the background on 127.0.0.1, waits until each
 answers its health check, and prints the addresses; ``taxi-duration stack down`` stops them;
 ``taxi-duration stack status`` tells what runs (``cli.py`` parses the command).
 
+The colors served are ``TAXI_DURATION_SERVE_COLORS`` (``green`` unless set; ``none``: no
+service); the first listens on ``TAXI_DURATION_SERVE_PORT``, the next on the ports after it,
+or, unset, each on a free port chosen at the first ``up`` and kept with the stack. A service
+starts without a champion and answers 503 until one is promoted; it follows the alias.
+
 Everything lives in one folder, ``.stack/`` by default::
 
-    logs/{prefect-server,mlflow-server,worker}.log   one log per service
-    run/{prefect-server,mlflow-server,worker}.json   PID files, read by ``down``
+    logs/{prefect-server,mlflow-server,worker,serve-<color>}.log   one log per service
+    run/{prefect-server,mlflow-server,worker,serve-<color>}.json   PID files, read by ``down``
     prefect/                                         PREFECT_HOME of the three (server database)
     mlflow/mlflow.db, mlflow/artifacts/              the registry and the served artifacts
     data/                                            the worker's download cache
@@ -21,7 +27,8 @@ address, or with ``TAXI_DURATION_STACK_AUTH`` on, both servers ask for credentia
 own way: Prefect's API auth string and MLflow's basic-auth app. The credentials are the
 clients' own settings (``PREFECT_API_AUTH_STRING``, ``MLFLOW_TRACKING_USERNAME`` and
 ``MLFLOW_TRACKING_PASSWORD``), so the CLI, ``prefect`` and ``mlflow`` pass them as they are;
-``up`` refuses to start without them.
+``up`` refuses to start without them. The prediction services then ask for MLflow's user and
+password (HTTP basic auth) on their predictions; their ``/ping`` and ``/health`` stay open.
 """
 
 from __future__ import annotations
@@ -39,12 +46,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from taxi_duration.choices import COLORS
 from taxi_duration.environment import RUN_ENVIRONMENT_DEFAULTS
 from taxi_duration.errors import InvalidInputError, StackError
 from taxi_duration.processes import process_exists
@@ -65,6 +73,10 @@ DEFAULT_POOL = "taxi-duration"
 DEFAULT_TIMEOUT_SECONDS = 180.0
 STOP_GRACE_SECONDS = 20.0
 SERVICES = ("prefect-server", "mlflow-server", "worker")
+# The prediction service of a color is the service SERVE_PREFIX + color ("serve-green").
+SERVE_PREFIX = "serve-"
+DEFAULT_SERVE_COLORS = ("green",)
+NO_SERVE_COLORS = "none"
 # Answers of a busy Prefect server worth asking again after a pause (as its own client does).
 API_RETRY_STATUSES = frozenset({429, 502, 503})
 API_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
@@ -89,6 +101,9 @@ class StackConfig:
     auth: bool = False
     # The clients' credentials, from their own variables (CREDENTIALS); never printed.
     credentials: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # The colors whose champion the stack serves, and each one's port (0: not chosen yet).
+    serve_colors: tuple[str, ...] = DEFAULT_SERVE_COLORS
+    serve_ports: Mapping[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StackConfig:
@@ -98,6 +113,7 @@ class StackConfig:
         # What `up` recorded: ports and pool of the stack in that folder, unless set again.
         recorded = _recorded(directory)
         host = env.get("TAXI_DURATION_STACK_HOST") or recorded.get("host") or LOOPBACK
+        serve_colors = _serve_colors(env)
         return cls(
             directory=directory,
             prefect_port=_port(
@@ -121,6 +137,8 @@ class StackConfig:
             auth=_flag(env, "TAXI_DURATION_STACK_AUTH", bool(recorded.get("auth")))
             or not _is_loopback(host),
             credentials={name: env[name] for name in CREDENTIALS if env.get(name)},
+            serve_colors=serve_colors,
+            serve_ports=_serve_ports(env, serve_colors, recorded.get("serve_ports")),
         )
 
     @property
@@ -140,6 +158,18 @@ class StackConfig:
     @property
     def mlflow_url(self) -> str:
         return f"http://{self.address}:{self.mlflow_port}"
+
+    def serve_url(self, color: str) -> str:
+        return f"http://{self.address}:{self.serve_ports.get(color, 0)}"
+
+    @property
+    def serve_services(self) -> tuple[str, ...]:
+        return tuple(SERVE_PREFIX + color for color in self.serve_colors)
+
+    @property
+    def services(self) -> tuple[str, ...]:
+        """Every service of the stack, in the order ``up`` starts them."""
+        return SERVICES + self.serve_services
 
     @property
     def prefect_headers(self) -> dict[str, str]:
@@ -277,6 +307,60 @@ def _port(env: Mapping[str, str], name: str, default: Any) -> int:
     return value
 
 
+def _serve_colors(env: Mapping[str, str]) -> tuple[str, ...]:
+    """TAXI_DURATION_SERVE_COLORS: comma-separated colors, or ``none``."""
+    text = env.get("TAXI_DURATION_SERVE_COLORS", "").strip().lower()
+    if not text:
+        return DEFAULT_SERVE_COLORS
+    if text == NO_SERVE_COLORS:
+        return ()
+    colors = [color.strip() for color in text.split(",")]
+    for color in colors:
+        if color not in COLORS:
+            raise InvalidInputError(
+                f"TAXI_DURATION_SERVE_COLORS {color!r} is not a color: allowed "
+                f"{', '.join(COLORS)} (comma-separated), or {NO_SERVE_COLORS}"
+            )
+    return tuple(dict.fromkeys(colors))
+
+
+def _serve_ports(env: Mapping[str, str], colors: Sequence[str], recorded: Any) -> dict[str, int]:
+    """Each served color's port: TAXI_DURATION_SERVE_PORT for the first and the ports after
+    it for the next, else the port `up` recorded, else 0 (`up` chooses a free one)."""
+    if env.get("TAXI_DURATION_SERVE_PORT"):
+        first = _port(env, "TAXI_DURATION_SERVE_PORT", 0)
+        if first + len(colors) - 1 > 65535:
+            raise StackError(
+                f"TAXI_DURATION_SERVE_PORT {first} leaves no port for the {len(colors)} colors "
+                "served: allowed up to " + str(65536 - len(colors))
+            )
+        return {color: first + number for number, color in enumerate(colors)}
+    kept = recorded if isinstance(recorded, dict) else {}
+    ports = {}
+    for color in colors:
+        try:
+            ports[color] = int(kept.get(color, 0))
+        except (TypeError, ValueError):
+            ports[color] = 0
+    return ports
+
+
+def _free_port(host: str) -> int:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def with_serve_ports(config: StackConfig) -> StackConfig:
+    """``config`` with a free port for each served color that has none yet."""
+    ports = {
+        color: config.serve_ports.get(color) or _free_port(config.host)
+        for color in config.serve_colors
+    }
+    return replace(config, serve_ports=ports)
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -323,7 +407,15 @@ def _executable(name: str) -> str:
 
 def commands(config: StackConfig) -> dict[str, list[str]]:
     """The command line of each service."""
-    return {
+    serve = {
+        SERVE_PREFIX + color: [
+            _executable("taxi-duration"),
+            *("serve", "--color", color, "--host", config.host),
+            *("--port", str(config.serve_ports.get(color, 0))),
+        ]
+        for color in config.serve_colors
+    }
+    return serve | {
         "prefect-server": [
             _executable("prefect"),
             *("server", "start", "--host", config.host, "--port", str(config.prefect_port)),
@@ -396,6 +488,17 @@ def environments(config: StackConfig, base: Mapping[str, str]) -> dict[str, dict
             **run_environment(config, base),
             **config.credentials,
             "PREFECT_API_URL": config.prefect_api_url,
+        },
+        # The prediction services read the champion from the stack's MLflow server, with its
+        # credentials, and then ask for the same on their predictions.
+        **{
+            service: {
+                **{key: value for key, value in common.items() if key != CREDENTIALS[0]},
+                "MLFLOW_TRACKING_URI": config.mlflow_url,
+                **{name: value for name, value in config.credentials.items() if "MLFLOW" in name},
+                "TAXI_DURATION_SERVE_AUTH": "true" if config.auth else "false",
+            }
+            for service in config.serve_services
         },
     }
 
@@ -619,11 +722,31 @@ def worker_online(config: StackConfig) -> bool:
     return response.status_code == 200 and len(response.json()) > 0
 
 
+def serve_health(config: StackConfig, color: str) -> dict[str, Any] | None:
+    """A prediction service's ``/health``: the version it serves and the champion's (200
+    serving, 503 not yet); None if it does not answer."""
+    try:
+        response = httpx.get(f"{config.serve_url(color)}/health", timeout=5.0)
+        report = response.json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    if response.status_code not in (200, 503) or not isinstance(report, dict):
+        return None
+    return report
+
+
 CHECKS: dict[str, Callable[[StackConfig], bool]] = {
     "prefect-server": prefect_healthy,
     "mlflow-server": mlflow_healthy,
     "worker": worker_online,
 }
+
+
+def _check(config: StackConfig, service: str) -> bool:
+    """Whether a service answers: a prediction service answers without a champion too."""
+    if service.startswith(SERVE_PREFIX):
+        return serve_health(config, service.removeprefix(SERVE_PREFIX)) is not None
+    return CHECKS[service](config)
 
 
 def _wait(
@@ -641,7 +764,7 @@ def _wait(
             exited = process.poll() is not None if process else _read_pid(config, service) is None
             if exited:
                 raise StackError(f"{service} exited while starting:\n{_tail(config, service)}")
-            if CHECKS[service](config):
+            if _check(config, service):
                 pending.remove(service)
         if not pending:
             return
@@ -852,16 +975,19 @@ def up(config: StackConfig, base_env: Mapping[str, str] | None = None) -> None:
     config.check_access()  # no credentials where they are needed: nothing starts
     wanted_alerts = _wanted_alerts()  # bad settings: an error before anything starts
     _prepare(config)
+    running = {service for service in config.services if _read_pid(config, service) is not None}
+    config = with_serve_ports(config)
     all_commands = commands(config)
     envs = environments(config, base_env)
-    running = {service for service in SERVICES if _read_pid(config, service) is not None}
     ports = {"prefect-server": config.prefect_port, "mlflow-server": config.mlflow_port}
+    ports |= {SERVE_PREFIX + color: port for color, port in config.serve_ports.items()}
     for service, port in ports.items():
         if service not in running and not _port_free(port, config.host):
+            setting = "SERVE" if service.startswith(SERVE_PREFIX) else service.split("-")[0]
             raise StackError(
                 f"port {port} on {config.host} is in use, so {service} cannot start there: "
                 "stop what holds it or choose another port with "
-                f"TAXI_DURATION_{service.split('-')[0].upper()}_PORT"
+                f"TAXI_DURATION_{setting.upper()}_PORT"
             )
     started: dict[str, subprocess.Popen[bytes]] = {}
     try:
@@ -869,6 +995,10 @@ def up(config: StackConfig, base_env: Mapping[str, str] | None = None) -> None:
             if service not in running:
                 started[service] = _start(config, service, all_commands[service], envs[service])
         _wait(config, ["prefect-server", "mlflow-server"], started)
+        # The prediction services load while the pool and the alerts are set up.
+        for service in config.serve_services:
+            if service not in running:
+                started[service] = _start(config, service, all_commands[service], envs[service])
         if _ensure_pool(config, envs["worker"]):
             print(f"created work pool {config.pool!r} (type process)")
         run_env = run_environment(config, base_env)
@@ -876,19 +1006,20 @@ def up(config: StackConfig, base_env: Mapping[str, str] | None = None) -> None:
         alert_lines = _apply_alerts(config, wanted_alerts)
         if "worker" not in running:
             started["worker"] = _start(config, "worker", all_commands["worker"], envs["worker"])
-        _wait(config, ["worker"], started)
+        _wait(config, ["worker", *config.serve_services], started)
     except BaseException:
         for service in reversed(list(started)):
             _stop(config, service)
         raise
     env_file = _write_env_file(config)
     _record_stack(config, base_env)
-    for service in SERVICES:
+    for service in config.services:
         state = "already running" if service in running else "started"
         print(f"{service:<15} {state:<16} log {_display(config.log_file(service))}")
     print()
     print(f"Prefect UI      {config.prefect_ui_url}")
     print(f"MLflow UI       {config.mlflow_url}")
+    _print_served(config)
     print(f"worker          pool {config.pool!r}, data cache {_display(config.data_dir)}")
     print(f"                data from {base_env.get('TAXI_DURATION_DATA_URL') or 'the TLC'}")
     _print_run_environment(run_env)
@@ -909,6 +1040,7 @@ def _record_stack(config: StackConfig, env: Mapping[str, str]) -> None:
     record: dict[str, Any] = {"prefect_port": config.prefect_port}
     record |= {"mlflow_port": config.mlflow_port, "pool": config.pool}
     record |= {"host": config.host, "auth": config.auth}
+    record["serve_ports"] = dict(config.serve_ports)
     record["settings"] = {name: value for name, value in env.items() if is_kept_setting(name)}
     # Readable by its owner only (an SMTP password may be among the settings); whole or not at all.
     partial = config.state_file.with_name(config.state_file.name + ".tmp")
@@ -931,11 +1063,28 @@ def _print_kept_settings(settings: Mapping[str, str]) -> None:
     print("started with    " + ("\n                ".join(shown) or "the defaults"))
 
 
+def _print_served(config: StackConfig) -> None:
+    """Each prediction service's address and the version it serves, from its ``/health``."""
+    for color in config.serve_colors:
+        report = serve_health(config, color)
+        if report is None:
+            served = "not answering"
+        elif report.get("model_version"):
+            served = f"{report['model_name']} version {report['model_version']}"
+            if report.get("champion") != report["model_version"]:
+                served += f" (champion {report['champion']} not served: see its log)"
+        elif report.get("champion"):
+            served = f"champion version {report['champion']} not served yet (answers 503)"
+        else:
+            served = f"no champion of {report.get('model_name')} yet (answers 503)"
+        print(f"{'serve ' + color:<15} {config.serve_url(color)}  {served}")
+
+
 def _print_access(config: StackConfig) -> None:
     if config.auth:
         print(
             f"access          bound to {config.host}; credentials required "
-            "(Prefect API auth string, MLflow basic-auth)"
+            "(Prefect API auth string, MLflow basic-auth; predictions: MLflow's user)"
         )
     else:
         print(f"access          bound to {config.host}; no credentials (loopback only)")
@@ -1002,7 +1151,9 @@ def down(config: StackConfig) -> None:
         ended = end_in_flight_runs(config)
         if ended:
             print("cancelled flow runs " + ", ".join(ended))
-    stopped = [service for service in reversed(SERVICES) if _stop(config, service)]
+    # Every prediction service with a PID file, whichever colors are configured now.
+    served = sorted(path.stem for path in config.run.glob(f"{SERVE_PREFIX}*.json"))
+    stopped = [service for service in [*served, *reversed(SERVICES)] if _stop(config, service)]
     if stopped:
         print("stopped " + ", ".join(stopped))
     else:
@@ -1010,14 +1161,15 @@ def down(config: StackConfig) -> None:
 
 
 def status(config: StackConfig) -> bool:
-    """Print what runs; True if all three run and answer."""
+    """Print what runs; True if every service runs and answers (a prediction service
+    without a champion answers)."""
     healthy = True
-    for service in SERVICES:
+    for service in config.services:
         pid = _read_pid(config, service)
         if pid is None:
             state = "stopped"
             healthy = False
-        elif CHECKS[service](config):
+        elif _check(config, service):
             state = f"running (pid {pid})"
         else:
             state = f"not answering (pid {pid})"
@@ -1025,6 +1177,7 @@ def status(config: StackConfig) -> bool:
         print(f"{service:<15} {state}")
     print(f"Prefect UI      {config.prefect_ui_url}")
     print(f"MLflow UI       {config.mlflow_url}")
+    _print_served(config)
     print(f"stack folder    {config.directory}")
     _print_kept_settings(kept_settings(config.directory))
     run_env = pool_environment(config)

@@ -38,7 +38,8 @@ def team_stack(
     smtp_sink: SMTPSink,
     webhook_receiver: WebhookReceiver,
 ) -> Iterator[Stack]:
-    """The stack with alerts by webhook and email (not on promotions)."""
+    """The stack with alerts by webhook and email (not on promotions), serving green's and
+    yellow's champions."""
     with running_stack(
         tmp_path_factory.mktemp("team"),
         synthetic_data_url,
@@ -47,6 +48,9 @@ def team_stack(
         TAXI_DURATION_SMTP_HOST="127.0.0.1",
         TAXI_DURATION_SMTP_PORT=str(smtp_sink.port),
         TAXI_DURATION_SMTP_TLS="none",
+        # Green's champion served (other tests promote it), yellow's never made: 503 throughout.
+        TAXI_DURATION_SERVE_COLORS="green,yellow",
+        TAXI_DURATION_SERVE_POLL_SECONDS="1",
     ) as stack:
         yield stack
 

@@ -52,6 +52,10 @@ ISOLATED = (
     "TAXI_DURATION_STACK_DIR",
     "TAXI_DURATION_STACK_HOST",
     "TAXI_DURATION_STACK_AUTH",
+    "TAXI_DURATION_SERVE_COLORS",
+    "TAXI_DURATION_SERVE_PORT",
+    "TAXI_DURATION_SERVE_AUTH",
+    "TAXI_DURATION_SERVE_POLL_SECONDS",
     "MLFLOW_TRACKING_USERNAME",
     "MLFLOW_TRACKING_PASSWORD",
     "MLFLOW_TRACKING_TOKEN",
@@ -141,6 +145,9 @@ class Stack:
     env: dict[str, str]  # the stack's settings, plus PREFECT_API_URL and MLFLOW_TRACKING_URI
     prefect_port: int
     mlflow_port: int
+    # Each prediction service's port by color, as `up` recorded it (chosen free unless set).
+    serve_ports: dict[str, int] = field(default_factory=dict)
+    up_output: str = ""  # what `stack up` printed
 
     @property
     def api(self) -> str:
@@ -153,6 +160,10 @@ class Stack:
     @property
     def mlflow(self) -> str:
         return f"http://127.0.0.1:{self.mlflow_port}"
+
+    def serve(self, color: str) -> str:
+        """The address of the color's prediction service."""
+        return f"http://127.0.0.1:{self.serve_ports[color]}"
 
     def worker_log(self) -> str:
         path = self.directory / "logs" / "worker.log"
@@ -248,6 +259,9 @@ def running_stack(root: Path, synthetic_data_url: str, **settings: str) -> Itera
         started = stack_command(stack.env, "up", cwd=root)
         groups = pid_groups(directory)
         assert started.returncode == 0, started.stdout + started.stderr
+        stack.up_output = started.stdout
+        recorded = json.loads((directory / "stack.json").read_text())
+        stack.serve_ports = {color: int(port) for color, port in recorded["serve_ports"].items()}
         stack.env.update(PREFECT_API_URL=stack.api, MLFLOW_TRACKING_URI=stack.mlflow)
         yield stack
     finally:
@@ -258,7 +272,7 @@ def running_stack(root: Path, synthetic_data_url: str, **settings: str) -> Itera
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr
         # `down` leaves no process and no listening port behind.
         assert left == [], f"stack down left the process groups {left}"
-        ports = (stack.prefect_port, stack.mlflow_port)
+        ports = (stack.prefect_port, stack.mlflow_port, *stack.serve_ports.values())
         assert all(_port_free(port) for port in ports), f"a port of {ports} still listens"
 
 

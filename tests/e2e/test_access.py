@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from ports import free_port
 from team_stack import BIN, Stack, deploy, run, running_stack, spec, stack_command
 
 pytestmark = pytest.mark.slow
@@ -33,6 +34,7 @@ def auth_stack(
         PREFECT_API_AUTH_STRING=PREFECT_AUTH_STRING,
         MLFLOW_TRACKING_USERNAME=MLFLOW_USER,
         MLFLOW_TRACKING_PASSWORD=MLFLOW_PASSWORD,
+        TAXI_DURATION_SERVE_PORT=str(free_port()),  # set, not chosen by `up`
     ) as stack:
         yield stack
 
@@ -107,3 +109,24 @@ def test_stack_status_says_credentials_are_required(auth_stack: Stack) -> None:
     assert "credentials required" in status.stdout
     assert PREFECT_AUTH_STRING not in status.stdout
     assert MLFLOW_PASSWORD not in status.stdout
+
+
+def test_the_prediction_service_asks_for_mlflows_user_and_password(auth_stack: Stack) -> None:
+    served = auth_stack.serve("green")
+    assert auth_stack.serve_ports["green"] == int(auth_stack.env["TAXI_DURATION_SERVE_PORT"])
+    trips = {"dataframe_records": [{"pickup_datetime": "2023-03-01T08:15:00", "PULocationID": 74,
+                                    "DOLocationID": 75, "trip_distance": 2.5}]}  # fmt: skip
+    for auth in (None, (MLFLOW_USER, "wrong-password"), ("team", PREFECT_AUTH_STRING)):
+        refused = httpx.post(f"{served}/invocations", json=trips, auth=auth, timeout=30)
+        assert refused.status_code == 401, refused.text
+        assert refused.headers["WWW-Authenticate"] == 'Basic realm="taxi-duration"'
+        assert "credentials required" in refused.json()["message"]
+    # With them: a prediction once a version is champion, 503 before.
+    admitted = httpx.post(
+        f"{served}/invocations", json=trips, auth=(MLFLOW_USER, MLFLOW_PASSWORD), timeout=30
+    )
+    assert admitted.status_code in (200, 503), admitted.text
+    # Its health checks stay open, as the servers' do (the stack's own and a load balancer's),
+    # and it read the registry with the credentials: the champion, or none, not an error.
+    health = httpx.get(f"{served}/health", timeout=30).json()
+    assert health["last_error"] is None, health

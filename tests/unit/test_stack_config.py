@@ -470,3 +470,105 @@ def test_up_finds_its_automations_beyond_a_page_so_it_updates_them_not_makes_the
             return [SimpleNamespace(name=a["name"]) for a in automations]
 
     assert set(alerts._ours(Client())) == {alerts.FAILED_AUTOMATION, alerts.HEARTBEAT_AUTOMATION}
+
+
+def test_off_loopback_the_prediction_service_asks_for_mlflows_user_and_password(
+    tmp_path: Path,
+) -> None:
+    env = {"TAXI_DURATION_STACK_DIR": str(tmp_path), "TAXI_DURATION_STACK_HOST": "0.0.0.0"}
+    config = stack.with_serve_ports(stack.StackConfig.from_env({**env, **CREDENTIALS}))
+    command = stack.commands(config)["serve-green"]
+    assert command[command.index("--host") + 1] == "0.0.0.0"
+    served = stack.environments(config, {**env, **CREDENTIALS})["serve-green"]
+    assert served["TAXI_DURATION_SERVE_AUTH"] == "true"
+    assert served["MLFLOW_TRACKING_URI"] == config.mlflow_url
+    assert served["MLFLOW_TRACKING_USERNAME"] == "team"
+    assert served["MLFLOW_TRACKING_PASSWORD"] == "mlflow-secret-1"
+    assert "PREFECT_API_AUTH_STRING" not in served
+    # On loopback, no credentials asked.
+    loopback = stack.with_serve_ports(stack.StackConfig.from_env({"TAXI_DURATION_STACK_DIR": "x"}))
+    assert stack.environments(loopback, {})["serve-green"]["TAXI_DURATION_SERVE_AUTH"] == "false"
+
+
+def test_the_served_colors_get_the_set_ports_or_the_recorded_ones_or_free_ones(
+    tmp_path: Path,
+) -> None:
+    base = {"TAXI_DURATION_STACK_DIR": str(tmp_path)}
+    config = stack.StackConfig.from_env(base)
+    assert config.serve_colors == ("green",)
+    assert config.services == ("prefect-server", "mlflow-server", "worker", "serve-green")
+    chosen = stack.with_serve_ports(config)  # none set or recorded: a free port each
+    assert chosen.serve_ports["green"] > 0
+    assert stack._port_free(chosen.serve_ports["green"])
+    two = stack.StackConfig.from_env(
+        {**base, "TAXI_DURATION_SERVE_COLORS": "yellow, green", "TAXI_DURATION_SERVE_PORT": "8100"}
+    )
+    assert two.serve_ports == {"yellow": 8100, "green": 8101}
+    assert stack.commands(two)["serve-green"][-2:] == ["--port", "8101"]
+    assert two.serve_url("yellow") == "http://127.0.0.1:8100"
+    (tmp_path / "stack.json").write_text(json.dumps({"serve_ports": {"green": 8123}}))
+    assert stack.StackConfig.from_env(base).serve_ports == {"green": 8123}
+    none = stack.StackConfig.from_env({**base, "TAXI_DURATION_SERVE_COLORS": "none"})
+    assert none.serve_services == ()
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (
+            {"TAXI_DURATION_SERVE_COLORS": "green,purple"},
+            "TAXI_DURATION_SERVE_COLORS 'purple' is not a color: allowed yellow, green, fhvhv",
+        ),
+        ({"TAXI_DURATION_SERVE_PORT": "http"}, "TAXI_DURATION_SERVE_PORT 'http' is not a port"),
+        ({"TAXI_DURATION_SERVE_PORT": "70000"}, "TAXI_DURATION_SERVE_PORT 70000 is out of range"),
+        (
+            {"TAXI_DURATION_SERVE_COLORS": "green,yellow", "TAXI_DURATION_SERVE_PORT": "65535"},
+            "TAXI_DURATION_SERVE_PORT 65535 leaves no port for the 2 colors served",
+        ),
+    ],
+)
+def test_bad_serve_settings_are_named(
+    tmp_path: Path, settings: dict[str, str], message: str
+) -> None:
+    with pytest.raises((InvalidInputError, stack.StackError), match=message):
+        stack.StackConfig.from_env({"TAXI_DURATION_STACK_DIR": str(tmp_path), **settings})
+
+
+def test_the_prediction_service_asks_for_the_mlflow_users_credentials() -> None:
+    from taxi_duration.serve import Credentials
+
+    assert Credentials.of(Settings(serve_auth=False)) is None
+    with pytest.raises(InvalidInputError, match="TAXI_DURATION_SERVE_AUTH is on, so the service"):
+        Credentials.of(Settings(serve_auth=True, MLFLOW_TRACKING_USERNAME="team"))
+    credentials = Credentials.of(
+        Settings(
+            serve_auth=True, MLFLOW_TRACKING_USERNAME="team", MLFLOW_TRACKING_PASSWORD="s3cret"
+        )
+    )
+    assert credentials is not None
+    assert "s3cret" not in repr(credentials)
+    assert credentials.admit("Basic dGVhbTpzM2NyZXQ=")  # team:s3cret
+    for refused in (None, "", "Basic dGVhbTp3cm9uZw==", "Bearer dGVhbTpzM2NyZXQ=", "Basic !!"):
+        assert not credentials.admit(refused)
+
+
+def test_serve_asking_for_credentials_without_them_is_one_line_and_exit_2(
+    tmp_path: Path,
+) -> None:
+    home, workspace = tmp_path / "home", tmp_path / "workspace"
+    home.mkdir()
+    workspace.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "taxi_duration.cli", "serve", "--port", "1"],
+        env={"PATH": "/usr/bin:/bin", "HOME": str(home), "TAXI_DURATION_SERVE_AUTH": "on"},
+        cwd=workspace,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "TAXI_DURATION_SERVE_AUTH is on, so the service asks for credentials: set" in (
+        result.stderr
+    )
+    assert list(workspace.iterdir()) == []  # nothing written, no MLflow store made
