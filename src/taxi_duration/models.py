@@ -146,6 +146,8 @@ def fit_estimator(
     dtrain = xgb.QuantileDMatrix(
         RowChunks(x_train, y_train, fit_rows, FIT_CHUNK_ROWS),
         enable_categorical=isinstance(x_train, pd.DataFrame),
+        # The booster's bins (``max_bin``, e.g. tuned): XGBoost refuses a matrix of others.
+        max_bin=int(booster_params.params.get("max_bin", 256)),
     )
     return train_booster(booster_params, dtrain, dval, nthread=nthread, holdout=dheld)
 

@@ -258,6 +258,22 @@ def test_the_holdout_split_off_the_features_trains_the_booster_of_a_sliced_dmatr
     )
 
 
+def test_the_holdout_fit_takes_the_boosters_own_number_of_bins(green_train: pd.DataFrame) -> None:
+    """A ``max_bin`` among the booster's parameters bins the QuantileDMatrix the holdout fit
+    boosts on (XGBoost refused a matrix of its default 256 bins): the same trees as slicing a
+    DMatrix of every row, binned by the booster."""
+    config = _fast(training_config(), rounds=10).with_xgboost_params({"max_bin": 32})
+    preprocessor = Preprocessor.fit(green_train, config.feature_set)
+    features = encode_training(preprocessor, green_train, config)
+    labels = green_train["duration"].to_numpy()
+    split = fit_estimator(config, features, labels)
+    assert config.xgboost is not None
+    sliced = train_booster(config.xgboost, dmatrix(features, labels))
+    assert split.history == sliced.history
+    default_bins = fit_estimator(_fast(training_config(), rounds=10), features, labels)
+    assert split.history != default_bins.history  # the bins were taken, not ignored
+
+
 def test_xgboost_default_does_not_depend_on_the_validation_month(
     green_train: pd.DataFrame, green_val: pd.DataFrame, month_with_unseen_zones: pd.DataFrame
 ) -> None:
