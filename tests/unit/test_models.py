@@ -327,7 +327,7 @@ def test_early_stopping_of_default_and_reference() -> None:
     default = training_config().xgboost
     assert default is not None
     assert default.num_boost_round > default.early_stopping_rounds
-    assert default.holdout_fraction == 0.1
+    assert default.holdout_fraction == 0.05
     # The reference preset keeps the course's behaviour: it stops on the validation month.
     reference = training_config(preset="reference").xgboost
     assert reference == REFERENCE_XGBOOST
