@@ -7,7 +7,7 @@ project's own steps (prepare, features, train). Each pair's models:
 - ``reference``: the course's XGBoost (``--preset reference``), stopped on the validation month;
 - ``old default``: the default before issue #16 (zones from the month, distance, hour,
   weekday; stopped on the validation month), rebuilt here for comparison;
-- ``default``: today's default, stopped on 10% of the training month;
+- ``default``: today's default, stopped on 5% of the training month;
 - ``default, fixed rounds``: the same features and parameters, FIXED_ROUNDS rounds, no
   early stopping at all;
 - ``default without the monotone constraint``: the same features and parameters, so the

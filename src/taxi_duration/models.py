@@ -25,6 +25,7 @@ from taxi_duration.choices import REFERENCE_XGBOOST as REFERENCE_XGBOOST
 from taxi_duration.choices import TrainingConfig as TrainingConfig
 from taxi_duration.choices import XGBoostParams as XGBoostParams
 from taxi_duration.choices import training_config as training_config
+from taxi_duration.cpus import available_cpus
 from taxi_duration.errors import InvalidInputError
 from taxi_duration.features import Preprocessor, training_statistics
 from taxi_duration.prepare import normalize_raw_trips
@@ -118,7 +119,8 @@ def fit_estimator(
     y_val: np.ndarray | None = None,
     nthread: int | None = None,
 ) -> FitResult:
-    """Fit the configured model (XGBoost on ``nthread`` threads, default all).
+    """Fit the configured model (XGBoost on ``nthread`` threads at most, default all; a
+    small month on fewer, see ``boosting_threads``).
 
     XGBoost stops early on the validation month when given, or, if its parameters hold out
     part of the training rows, on those (the validation month's RMSE is then only recorded).
@@ -128,6 +130,8 @@ def fit_estimator(
 
         return FitResult(fit_linear_regression(x_train, y_train))
     booster_params = config.booster_params()
+    given = nthread if nthread is not None else booster_params.params.get("nthread")
+    nthread = boosting_threads(len(y_train), None if given is None else int(given))
     release_freed_memory()
     dval = dmatrix(x_val, y_val) if x_val is not None and y_val is not None else None
     if booster_params.holdout_fraction is None:
@@ -146,8 +150,25 @@ def fit_estimator(
     dtrain = xgb.QuantileDMatrix(
         RowChunks(x_train, y_train, fit_rows, FIT_CHUNK_ROWS),
         enable_categorical=isinstance(x_train, pd.DataFrame),
+        # The booster's bins (``max_bin``, e.g. tuned): XGBoost refuses a matrix of others.
+        max_bin=int(booster_params.params.get("max_bin", 256)),
     )
     return train_booster(booster_params, dtrain, dval, nthread=nthread, holdout=dheld)
+
+
+# Rows of the fit per XGBoost thread. A green month (~70,000 trips) boosts the same trees
+# 1.3-6x faster on one thread than on two on the shared 2-core machine (issue 27: 3.8 vs
+# 7.2 s lightly loaded, 7.3 vs 40.9 s loaded): each round's work is too small to share,
+# and a thread descheduled by other load stalls the other at every node. Where the one-thread
+# advantage ends between 70,000 and 20 million rows is not measured.
+ROWS_PER_THREAD = 500_000
+
+
+def boosting_threads(rows: int, threads: int | None = None) -> int:
+    """XGBoost's threads for a fit on ``rows`` rows: ``threads`` (default: the available
+    CPUs) but no more than one per ROWS_PER_THREAD rows, at least 1."""
+    allowed = threads if threads is not None else available_cpus()
+    return max(1, min(allowed, -(-rows // ROWS_PER_THREAD)))
 
 
 # Rows of the fit copied at a time into XGBoost's matrix: ~60 MB of default features.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,7 @@ from sklearn.linear_model import LinearRegression
 from tlc_samples import make_trips
 
 from taxi_duration import models
+from taxi_duration.cpus import available_cpus
 from taxi_duration.errors import InvalidInputError
 from taxi_duration.evaluate import rmse
 from taxi_duration.features import Preprocessor
@@ -24,6 +26,7 @@ from taxi_duration.models import (
     FitResult,
     TrainingConfig,
     TripDurationModel,
+    boosting_threads,
     dmatrix,
     encode,
     encode_training,
@@ -258,6 +261,62 @@ def test_the_holdout_split_off_the_features_trains_the_booster_of_a_sliced_dmatr
     )
 
 
+def test_the_holdout_fit_takes_the_boosters_own_number_of_bins(green_train: pd.DataFrame) -> None:
+    """A ``max_bin`` among the booster's parameters bins the QuantileDMatrix the holdout fit
+    boosts on (XGBoost refused a matrix of its default 256 bins): the same trees as slicing a
+    DMatrix of every row, binned by the booster."""
+    config = _fast(training_config(), rounds=10).with_xgboost_params({"max_bin": 32})
+    preprocessor = Preprocessor.fit(green_train, config.feature_set)
+    features = encode_training(preprocessor, green_train, config)
+    labels = green_train["duration"].to_numpy()
+    split = fit_estimator(config, features, labels)
+    assert config.xgboost is not None
+    sliced = train_booster(config.xgboost, dmatrix(features, labels))
+    assert split.history == sliced.history
+    default_bins = fit_estimator(_fast(training_config(), rounds=10), features, labels)
+    assert split.history != default_bins.history  # the bins were taken, not ignored
+
+
+@pytest.mark.parametrize(
+    ("rows", "threads", "expected"),
+    [(70_000, 2, 1), (70_000, None, 1), (20_000_000, 2, 2), (20_000_000, 1, 1), (600_000, 8, 2)],
+)
+def test_a_small_month_boosts_on_one_thread(rows: int, threads: int | None, expected: int) -> None:
+    assert boosting_threads(rows, threads) == min(expected, threads or available_cpus())
+
+
+def test_fit_estimator_gives_xgboost_the_threads_of_its_rows(
+    green_train: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[int] = []
+    train = xgb.train
+
+    def recording_train(params: dict[str, Any], *args: Any, **kwargs: Any) -> xgb.Booster:
+        seen.append(params["nthread"])
+        return train(params, *args, **kwargs)
+
+    monkeypatch.setattr(xgb, "train", recording_train)
+    monkeypatch.setattr(models, "ROWS_PER_THREAD", (len(green_train) + 1) // 2)
+    config = _fast(training_config(), rounds=3)
+    assert config.xgboost is not None
+    config = dataclasses.replace(
+        config,
+        xgboost=dataclasses.replace(
+            config.xgboost,
+            params={k: v for k, v in config.xgboost.params.items() if k != "nthread"},
+        ),
+    )
+    preprocessor = Preprocessor.fit(green_train, config.feature_set)
+    features = encode_training(preprocessor, green_train, config)
+    labels = green_train["duration"].to_numpy()
+    fit_estimator(config, features, labels, nthread=8)  # two threads' worth of rows
+    fit_estimator(
+        config, features[: len(green_train) // 4], labels[: len(green_train) // 4], nthread=8
+    )
+    fit_estimator(config, features, labels, nthread=1)
+    assert seen == [2, 1, 1]
+
+
 def test_xgboost_default_does_not_depend_on_the_validation_month(
     green_train: pd.DataFrame, green_val: pd.DataFrame, month_with_unseen_zones: pd.DataFrame
 ) -> None:
@@ -311,7 +370,7 @@ def test_early_stopping_of_default_and_reference() -> None:
     default = training_config().xgboost
     assert default is not None
     assert default.num_boost_round > default.early_stopping_rounds
-    assert default.holdout_fraction == 0.1
+    assert default.holdout_fraction == 0.05
     # The reference preset keeps the course's behaviour: it stops on the validation month.
     reference = training_config(preset="reference").xgboost
     assert reference == REFERENCE_XGBOOST
