@@ -189,8 +189,9 @@ class TrainingSpec(CheckOptions):
     )
     threads: Annotated[int, _in_range("threads", 1, 1024)] | None = Field(
         None,
-        description="XGBoost threads in all, shared by parallel trials or workers "
-        "(default: TAXI_DURATION_THREADS, else the CPUs available: affinity and cgroup quota)",
+        description="XGBoost threads in all at most, shared by parallel trials or workers; "
+        "a fit uses one per 500,000 rows (default: TAXI_DURATION_THREADS, else the CPUs "
+        "available: affinity and cgroup quota)",
     )
 
     def _validates(self) -> bool:
@@ -501,8 +502,9 @@ class BacktestSpec(DaskOptions, CheckOptions):
     preset: PresetName | None = Field(None, description="reference: the course's XGBoost, exactly")
     threads: Annotated[int, _in_range("threads", 1, 1024)] | None = Field(
         None,
-        description="XGBoost threads in all, shared by parallel trials or workers "
-        "(default: TAXI_DURATION_THREADS, else the CPUs available: affinity and cgroup quota)",
+        description="XGBoost threads in all at most, shared by parallel trials or workers; "
+        "a fit uses one per 500,000 rows (default: TAXI_DURATION_THREADS, else the CPUs "
+        "available: affinity and cgroup quota)",
     )
 
     @property
