@@ -235,6 +235,20 @@ def test_xgboost_default_stops_on_a_slice_of_the_training_month(
     assert error < 0.6 * baseline
 
 
+def _holdout_fit_and_sliced_fit(
+    config: TrainingConfig, frame: pd.DataFrame
+) -> tuple[Any, FitResult, FitResult]:
+    """The features of ``frame``, fit_estimator's holdout fit on them, and the booster
+    trained on a DMatrix of every row sliced the same way (what the holdout fit must equal)."""
+    preprocessor = Preprocessor.fit(frame, config.feature_set)
+    features = encode_training(preprocessor, frame, config)
+    labels = frame["duration"].to_numpy()
+    split = fit_estimator(config, features, labels)
+    assert config.xgboost is not None
+    sliced = train_booster(config.xgboost, dmatrix(features, labels))
+    return features, split, sliced
+
+
 @pytest.mark.parametrize("chunk_rows", [None, 397])
 def test_the_holdout_split_off_the_features_trains_the_booster_of_a_sliced_dmatrix(
     green_train: pd.DataFrame, chunk_rows: int | None, monkeypatch: pytest.MonkeyPatch
@@ -245,13 +259,9 @@ def test_the_holdout_split_off_the_features_trains_the_booster_of_a_sliced_dmatr
     if chunk_rows is not None:
         assert chunk_rows < 0.5 * len(green_train)  # several chunks
         monkeypatch.setattr(models, "FIT_CHUNK_ROWS", chunk_rows)
-    config = _fast(training_config(), rounds=15)
-    preprocessor = Preprocessor.fit(green_train, config.feature_set)
-    features = encode_training(preprocessor, green_train, config)
-    labels = green_train["duration"].to_numpy()
-    split = fit_estimator(config, features, labels)
-    assert config.xgboost is not None
-    sliced = train_booster(config.xgboost, dmatrix(features, labels))
+    features, split, sliced = _holdout_fit_and_sliced_fit(
+        _fast(training_config(), rounds=15), green_train
+    )
     assert split.history == sliced.history
     assert isinstance(split.estimator, xgb.Booster)
     assert isinstance(sliced.estimator, xgb.Booster)
@@ -266,13 +276,9 @@ def test_the_holdout_fit_takes_the_boosters_own_number_of_bins(green_train: pd.D
     boosts on (XGBoost refused a matrix of its default 256 bins): the same trees as slicing a
     DMatrix of every row, binned by the booster."""
     config = _fast(training_config(), rounds=10).with_xgboost_params({"max_bin": 32})
-    preprocessor = Preprocessor.fit(green_train, config.feature_set)
-    features = encode_training(preprocessor, green_train, config)
-    labels = green_train["duration"].to_numpy()
-    split = fit_estimator(config, features, labels)
-    assert config.xgboost is not None
-    sliced = train_booster(config.xgboost, dmatrix(features, labels))
+    features, split, sliced = _holdout_fit_and_sliced_fit(config, green_train)
     assert split.history == sliced.history
+    labels = green_train["duration"].to_numpy()
     default_bins = fit_estimator(_fast(training_config(), rounds=10), features, labels)
     assert split.history != default_bins.history  # the bins were taken, not ignored
 
