@@ -51,9 +51,10 @@ DEGRADED_EVENT = "taxi-duration.model.degraded"
 DEGRADED_AUTOMATION = "taxi-duration: champion degraded"
 FAILED_AUTOMATION = "taxi-duration: run failed or crashed"
 HEARTBEAT_AUTOMATION = "taxi-duration: run stopped sending heartbeats"
-# Flow runs send a heartbeat every 30 s (PREFECT_FLOWS_HEARTBEAT_FREQUENCY, which the stack puts
-# in the pool's job template); one silent for HEARTBEAT_TIMEOUT is marked Crashed.
-HEARTBEAT_TIMEOUT = timedelta(seconds=90)
+# Flow runs send a heartbeat every PREFECT_FLOWS_HEARTBEAT_FREQUENCY seconds (30 unless set,
+# which the stack puts in the pool's job template); one silent for this many of them is marked
+# Crashed (Prefect's documented automation: 90 s for 30 s heartbeats).
+MISSED_HEARTBEATS = 3
 PROMOTED_AUTOMATION = "taxi-duration: new champion"
 WEBHOOK_BLOCK = "taxi-duration-webhook"
 EMAIL_BLOCK = "taxi-duration-email"
@@ -231,8 +232,11 @@ def _automation(
     )
 
 
-def apply(alerts: Alerts, api_url: str, pool: str, mlflow_url: str) -> list[str]:
-    """Make the Prefect server at ``api_url`` hold these alerts; the alerts in force, described."""
+def apply(
+    alerts: Alerts, api_url: str, pool: str, mlflow_url: str, heartbeat_seconds: int
+) -> list[str]:
+    """Make the Prefect server at ``api_url`` hold these alerts, runs sending heartbeats every
+    ``heartbeat_seconds``; the alerts in force, described."""
     from prefect.client.orchestration import get_client
     from prefect.events.actions import SendNotification
     from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -264,7 +268,7 @@ def apply(alerts: Alerts, api_url: str, pool: str, mlflow_url: str) -> list[str]
             else:
                 client.create_automation(automation)
             wanted.append(name)
-        heartbeats = _heartbeat_automation()
+        heartbeats = heartbeat_automation(heartbeat_seconds)
         if HEARTBEAT_AUTOMATION in ours:
             client.update_automation(ours[HEARTBEAT_AUTOMATION].id, heartbeats)
         else:
@@ -299,15 +303,17 @@ def _ours(client: Any) -> dict[str, Any]:
     return ours
 
 
-def _heartbeat_automation() -> AutomationCore:
-    """Prefect's documented automation for runs that stopped sending heartbeats."""
+def heartbeat_automation(heartbeat_seconds: int) -> AutomationCore:
+    """Prefect's documented automation for runs that stopped sending their heartbeats, sent
+    every ``heartbeat_seconds``."""
     from prefect.client.schemas.objects import StateType
     from prefect.events.actions import ChangeFlowRunState
 
+    timeout = timedelta(seconds=MISSED_HEARTBEATS * heartbeat_seconds)
     final = ("Completed", "Failed", "Cancelled", "Crashed")
     return AutomationCore(
         name=HEARTBEAT_AUTOMATION,
-        description=f"A flow run silent for {HEARTBEAT_TIMEOUT.seconds} s after a heartbeat "
+        description=f"A flow run silent for {int(timeout.total_seconds())} s after a heartbeat "
         "(its process died) is marked Crashed.",
         enabled=True,
         trigger=EventTrigger(
@@ -317,14 +323,14 @@ def _heartbeat_automation() -> AutomationCore:
             for_each={"prefect.resource.id"},
             posture=Posture.Proactive,
             threshold=1,
-            within=HEARTBEAT_TIMEOUT,
+            within=timeout,
         ),
         actions=[
             ChangeFlowRunState(
                 name="Crashed",
                 state=StateType.CRASHED,
                 force=False,
-                message=f"its process stopped: no heartbeat for {HEARTBEAT_TIMEOUT.seconds} s "
+                message=f"its process stopped: no heartbeat for {int(timeout.total_seconds())} s "
                 "(a worker or machine killed?)",
             )
         ],

@@ -81,6 +81,12 @@ NO_SERVE_COLORS = "none"
 API_RETRY_STATUSES = frozenset({429, 502, 503})
 API_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
 
+# A heartbeat every 30 s unless set: a run whose process dies is marked Crashed (alerts.py).
+HEARTBEAT_SETTING = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
+DEFAULT_HEARTBEAT_SECONDS = 30
+# Prefect's own lower bound for the setting: a run's process refuses a smaller one.
+MIN_HEARTBEAT_SECONDS = 30
+
 
 @dataclass(frozen=True)
 class StackConfig:
@@ -104,6 +110,9 @@ class StackConfig:
     # The colors whose champion the stack serves, and each one's port (0: not chosen yet).
     serve_colors: tuple[str, ...] = DEFAULT_SERVE_COLORS
     serve_ports: Mapping[str, int] = field(default_factory=dict)
+    # Seconds between a flow run's heartbeats (PREFECT_FLOWS_HEARTBEAT_FREQUENCY): the
+    # heartbeat automation waits three of them before it marks a silent run Crashed.
+    heartbeat_seconds: int = DEFAULT_HEARTBEAT_SECONDS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StackConfig:
@@ -139,6 +148,7 @@ class StackConfig:
             credentials={name: env[name] for name in CREDENTIALS if env.get(name)},
             serve_colors=serve_colors,
             serve_ports=_serve_ports(env, serve_colors, recorded.get("serve_ports")),
+            heartbeat_seconds=_heartbeat_seconds(env),
         )
 
     @property
@@ -253,8 +263,6 @@ def find_directory(env: Mapping[str, str]) -> Path:
     return here
 
 
-# A heartbeat every 30 s unless set: a run whose process dies is marked Crashed (alerts.py).
-HEARTBEAT_SETTING = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
 # The data checks' thresholds (settings.py): they reach every flow run of the stack.
 CHECK_SETTINGS_PREFIX = "TAXI_DURATION_CHECK_"
 # Kept settings shown by `status` without their value.
@@ -304,6 +312,22 @@ def _port(env: Mapping[str, str], name: str, default: Any) -> int:
         raise StackError(f"{name} {text!r} is not a port number") from None
     if not 1 <= value <= 65535:
         raise StackError(f"{name} {value} is out of range: allowed 1-65535")
+    return value
+
+
+def _heartbeat_seconds(env: Mapping[str, str]) -> int:
+    text = env.get(HEARTBEAT_SETTING)
+    if not text:
+        return DEFAULT_HEARTBEAT_SECONDS
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < MIN_HEARTBEAT_SECONDS:
+        raise InvalidInputError(
+            f"{HEARTBEAT_SETTING} {text!r} is not allowed: a whole number of seconds, "
+            f"at least {MIN_HEARTBEAT_SECONDS} (Prefect's minimum)"
+        )
     return value
 
 
@@ -449,7 +473,7 @@ def run_environment(config: StackConfig, base: Mapping[str, str]) -> dict[str, s
         "TAXI_DURATION_OUTPUT_DIR": str(config.output_dir),
         "MLFLOW_TRACKING_URI": config.mlflow_url,
         **{name: base.get(name) or value for name, value in RUN_ENVIRONMENT_DEFAULTS.items()},
-        HEARTBEAT_SETTING: base.get(HEARTBEAT_SETTING) or "30",
+        HEARTBEAT_SETTING: str(config.heartbeat_seconds),
         # The data checks' thresholds decide whether a run may train: every run of the stack
         # gets those `up` was given, whichever worker starts it.
         **{
@@ -861,7 +885,9 @@ def _wanted_alerts() -> Alerts:
 def _apply_alerts(config: StackConfig, wanted: Alerts) -> list[str]:
     from taxi_duration import alerts
 
-    return alerts.apply(wanted, config.prefect_api_url, config.pool, config.mlflow_url)
+    return alerts.apply(
+        wanted, config.prefect_api_url, config.pool, config.mlflow_url, config.heartbeat_seconds
+    )
 
 
 # The names of the project's automations start with this (alerts.py's _PREFIX, which makes

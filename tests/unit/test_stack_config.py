@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
@@ -115,7 +116,7 @@ def test_the_settings_up_was_given_are_kept_private_and_reused_unless_set_again(
         "TAXI_DURATION_STACK_DIR": str(tmp_path),
         "TAXI_DURATION_DATA_URL": "http://mirror",
         "TAXI_DURATION_SMTP_PASSWORD": "s3cret",
-        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "10",
+        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "60",
         "HOME": "/home/someone",  # not a setting of the stack's
     }
     config = stack.StackConfig.from_env(env)
@@ -125,7 +126,7 @@ def test_the_settings_up_was_given_are_kept_private_and_reused_unless_set_again(
     assert stack.kept_settings(tmp_path) == {
         "TAXI_DURATION_DATA_URL": "http://mirror",
         "TAXI_DURATION_SMTP_PASSWORD": "s3cret",
-        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "10",
+        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "60",
     }
     again = {
         "TAXI_DURATION_STACK_DIR": str(tmp_path),
@@ -572,3 +573,31 @@ def test_serve_asking_for_credentials_without_them_is_one_line_and_exit_2(
         result.stderr
     )
     assert list(workspace.iterdir()) == []  # nothing written, no MLflow store made
+
+
+@pytest.mark.parametrize(("frequency", "silent_for"), [("", 90), ("30", 90), ("120", 360)])
+def test_a_run_is_marked_crashed_after_three_missed_heartbeats_of_the_stacks_frequency(
+    tmp_path: Path, frequency: str, silent_for: int
+) -> None:
+    env = {"TAXI_DURATION_STACK_DIR": str(tmp_path), "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": frequency}
+    config = stack.StackConfig.from_env(env)
+    sent_every = stack.run_environment(config, env)["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"]
+    automation = alerts.heartbeat_automation(config.heartbeat_seconds)
+    assert int(sent_every) * 3 == silent_for
+    assert automation.trigger.within == timedelta(seconds=silent_for)  # type: ignore[union-attr]
+    assert f"no heartbeat for {silent_for} s" in automation.actions[0].message  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("frequency", ["10", "thirty", "-30", "30.5"])
+def test_a_heartbeat_frequency_prefect_refuses_is_named(tmp_path: Path, frequency: str) -> None:
+    with pytest.raises(
+        InvalidInputError,
+        match=f"PREFECT_FLOWS_HEARTBEAT_FREQUENCY '{frequency}' is not allowed: "
+        "a whole number of seconds, at least 30",
+    ):
+        stack.StackConfig.from_env(
+            {
+                "TAXI_DURATION_STACK_DIR": str(tmp_path),
+                "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": frequency,
+            }
+        )
