@@ -50,9 +50,15 @@ _OWN_STACK_MODULES = {
     "test_final_states.py": "team-stack-stopped",
     "test_worker_sigterm.py": "team-stack-sigterm",
 }
-# xdist hands out groups in this order: the longest (the stacks' groups, several minutes
-# each), then servers and trainings, the unit tests last, to fill the workers' gaps.
-_LONGEST_GROUPS = ("team-stack-stopped", "team-stack-sigterm", "team-stack")
+# xdist hands out groups in this order: the longest (the stacks' groups and the real months'
+# trainings, several minutes each), then servers and trainings, the unit tests last, to fill
+# the workers' gaps.
+_LONGEST_GROUPS = (
+    "team-stack-stopped",
+    "team-stack-sigterm",
+    "team-stack",
+    "realdata/test_course_figures",
+)
 _FOLDER_ORDER = {"e2e": 0, "integration": 1, "realdata": 2, "model": 3, "faults": 4, "unit": 5}
 
 
@@ -241,16 +247,34 @@ def workspace(
     """A working folder with the project's settings pointing inside it: no data, and an empty
     MLflow store (none at all for a test marked ``fresh_store``, which sees the product
     create it, or asserts that nothing did)."""
+    fresh = request.node.get_closest_marker("fresh_store") is not None
+    template = None if fresh else request.getfixturevalue("mlflow_store_template")
+    return enter_workspace(tmp_path, monkeypatch, template)
+
+
+@pytest.fixture(scope="module")
+def module_workspace(
+    tmp_path_factory: pytest.TempPathFactory, mlflow_store_template: Path
+) -> Iterator[Path]:
+    """A ``workspace`` for all the tests of a module: those sharing its runs."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        yield enter_workspace(
+            tmp_path_factory.mktemp("workspace"), monkeypatch, mlflow_store_template
+        )
+
+
+def enter_workspace(path: Path, monkeypatch: pytest.MonkeyPatch, template: Path | None) -> Path:
+    """Work in ``path``, the project's settings pointing inside it, the MLflow store a copy of
+    ``template`` (none: no store)."""
     for name in _ISOLATED_VARIABLES:
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("TAXI_DURATION_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("TAXI_DURATION_MLFLOW_DIR", str(tmp_path / "mlflow"))
-    if request.node.get_closest_marker("fresh_store") is None:
-        template = request.getfixturevalue("mlflow_store_template")
-        (tmp_path / "mlflow").mkdir()
-        shutil.copyfile(template, tmp_path / "mlflow" / "mlflow.db")
-    return tmp_path
+    monkeypatch.chdir(path)
+    monkeypatch.setenv("TAXI_DURATION_DATA_DIR", str(path / "data"))
+    monkeypatch.setenv("TAXI_DURATION_MLFLOW_DIR", str(path / "mlflow"))
+    if template is not None:
+        (path / "mlflow").mkdir()
+        shutil.copyfile(template, path / "mlflow" / "mlflow.db")
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -277,9 +277,14 @@ def running_stack(root: Path, synthetic_data_url: str, **settings: str) -> Itera
 
 
 def deploy(stack: Stack) -> subprocess.CompletedProcess[str]:
-    """``prefect deploy --all`` from the repository root."""
+    """``prefect deploy --all`` from the repository root, leaving the repository as it was."""
+    prefect_yaml = REPO_ROOT / "prefect.yaml"
+    before = prefect_yaml.read_bytes()
+    had_dot_prefect = (REPO_ROOT / ".prefect").exists()
     result = run(stack.env, str(BIN / "prefect"), "--no-prompt", "deploy", "--all", cwd=REPO_ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert prefect_yaml.read_bytes() == before, "prefect deploy changed prefect.yaml"
+    assert (REPO_ROOT / ".prefect").exists() == had_dot_prefect, "prefect deploy wrote .prefect/"
     return result
 
 
