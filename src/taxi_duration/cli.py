@@ -443,9 +443,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "stack":
-            from taxi_duration import stack
+            from taxi_duration.stack.commands import run as run_stack
 
-            return stack.run(args.action)
+            return run_stack(args.action)
         spec = spec_from_args(args)
         if args.command == "serve":  # MLflow, but no Prefect: a service starts in seconds
             _configure_service_logging(args)

@@ -18,9 +18,10 @@ from typing import ClassVar
 
 import pytest
 
-from taxi_duration import alerts, stack
+from taxi_duration import alerts
 from taxi_duration.errors import InvalidInputError
 from taxi_duration.settings import Settings
+from taxi_duration.stack import commands as stack
 
 
 def _stack_up(env: dict[str, str], folder: Path) -> subprocess.CompletedProcess[str]:
@@ -166,7 +167,7 @@ def test_a_service_starts_with_default_signals_whatever_its_caller_ignores(
     command = [sys.executable, "-c", "print(open('/proc/self/status').read())"]
     script = (
         "import signal, sys\n"
-        "from taxi_duration import stack\n"
+        "from taxi_duration.stack import commands as stack\n"
         "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
         "signal.signal(signal.SIGQUIT, signal.SIG_IGN)\n"
         "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})\n"

@@ -1238,7 +1238,3 @@ def run(action: str) -> int:
         down(config)
         return 0
     return 0 if status(config) else 1
-
-
-if __name__ == "__main__":  # the command is the CLI's (stack imports no CLI): say so, not exit 0
-    raise SystemExit("python -m taxi_duration.stack: run taxi-duration stack up|down|status")
