@@ -26,7 +26,8 @@ import psutil
 from ports import free_port
 
 from taxi_duration.environment import RUN_ENVIRONMENT_DEFAULTS
-from taxi_duration.stack.commands import StackConfig, _port_free, prefect_api
+from taxi_duration.stack.commands import _port_free, prefect_api
+from taxi_duration.stack.config import StackConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

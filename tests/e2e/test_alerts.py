@@ -21,7 +21,7 @@ from mlflow.tracking import MlflowClient
 from team_stack import BIN, SMTPSink, Stack, WebhookReceiver, run, spec, stack_command
 
 from taxi_duration import alerts
-from taxi_duration.stack.commands import kept_settings
+from taxi_duration.stack.config import kept_settings
 
 pytestmark = pytest.mark.slow
 

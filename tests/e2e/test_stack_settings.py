@@ -20,7 +20,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from team_stack import BIN, Stack, spec
 
-from taxi_duration.stack.commands import DEFAULT_PREFECT_PORT
+from taxi_duration.stack.config import DEFAULT_PREFECT_PORT
 
 pytestmark = pytest.mark.slow
 

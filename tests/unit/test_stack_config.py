@@ -19,9 +19,18 @@ from typing import ClassVar
 import pytest
 
 from taxi_duration import alerts
-from taxi_duration.errors import InvalidInputError
+from taxi_duration.errors import InvalidInputError, StackError
 from taxi_duration.settings import Settings
 from taxi_duration.stack import commands as stack
+from taxi_duration.stack.config import (
+    StackConfig,
+    _record_stack,
+    find_directory,
+    kept_settings,
+    last_stack_file,
+    reuse_kept_settings,
+    with_serve_ports,
+)
 
 
 def _stack_up(env: dict[str, str], folder: Path) -> subprocess.CompletedProcess[str]:
@@ -60,29 +69,26 @@ def test_the_stack_is_found_from_any_folder(
     (there / "stack.json").write_text(json.dumps({"prefect_port": 4321, "mlflow_port": 5432}))
     env = {"XDG_STATE_HOME": str(tmp_path / "state")}
     monkeypatch.chdir(elsewhere)
-    assert stack.find_directory(env) == elsewhere / ".stack"  # nothing recorded yet
+    assert find_directory(env) == elsewhere / ".stack"  # nothing recorded yet
 
-    stack.last_stack_file(env).parent.mkdir(parents=True)
-    stack.last_stack_file(env).write_text(f"{there}\n")  # as `up` records it
-    config = stack.StackConfig.from_env(env)
+    last_stack_file(env).parent.mkdir(parents=True)
+    last_stack_file(env).write_text(f"{there}\n")  # as `up` records it
+    config = StackConfig.from_env(env)
     assert config.directory == there
     assert (config.prefect_port, config.mlflow_port) == (4321, 5432)
     # A setting wins over what was recorded.
-    assert (
-        stack.StackConfig.from_env({**env, "TAXI_DURATION_PREFECT_PORT": "4200"}).prefect_port
-        == 4200
-    )
-    assert stack.find_directory({**env, "TAXI_DURATION_STACK_DIR": str(tmp_path)}) == tmp_path
+    assert StackConfig.from_env({**env, "TAXI_DURATION_PREFECT_PORT": "4200"}).prefect_port == 4200
+    assert find_directory({**env, "TAXI_DURATION_STACK_DIR": str(tmp_path)}) == tmp_path
     # A .stack of the current folder comes first.
     (elsewhere / ".stack" / "run").mkdir(parents=True)
-    assert stack.find_directory(env) == elsewhere / ".stack"
+    assert find_directory(env) == elsewhere / ".stack"
 
 
 def test_flow_runs_get_the_data_url_outputs_bounded_mlflow_retries_and_heartbeats(
     tmp_path: Path,
 ) -> None:
     env = {"TAXI_DURATION_STACK_DIR": str(tmp_path), "TAXI_DURATION_DATA_URL": "http://mirror"}
-    run_env = stack.run_environment(stack.StackConfig.from_env(env), env)
+    run_env = stack.run_environment(StackConfig.from_env(env), env)
     assert run_env == {
         "TAXI_DURATION_DATA_URL": "http://mirror",
         "TAXI_DURATION_DATA_DIR": str(tmp_path / "data"),
@@ -103,7 +109,7 @@ def test_flow_runs_get_the_data_checks_thresholds_up_was_given(tmp_path: Path) -
         "TAXI_DURATION_CHECK_MAX_ZERO_DISTANCE_SHARE": "0.3",
         "TAXI_DURATION_CHECK_MAX_NULL_SHARE": "",  # set empty: its default
     }
-    run_env = stack.run_environment(stack.StackConfig.from_env(env), env)
+    run_env = stack.run_environment(StackConfig.from_env(env), env)
     assert {name: value for name, value in run_env.items() if "_CHECK_" in name} == {
         "TAXI_DURATION_CHECK_MIN_KEPT_ROWS": "500",
         "TAXI_DURATION_CHECK_MAX_ZERO_DISTANCE_SHARE": "0.3",
@@ -120,11 +126,11 @@ def test_the_settings_up_was_given_are_kept_private_and_reused_unless_set_again(
         "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "60",
         "HOME": "/home/someone",  # not a setting of the stack's
     }
-    config = stack.StackConfig.from_env(env)
+    config = StackConfig.from_env(env)
     config.directory.mkdir(exist_ok=True)
-    stack._record_stack(config, env)
+    _record_stack(config, env)
     assert config.state_file.stat().st_mode & 0o777 == 0o600
-    assert stack.kept_settings(tmp_path) == {
+    assert kept_settings(tmp_path) == {
         "TAXI_DURATION_DATA_URL": "http://mirror",
         "TAXI_DURATION_SMTP_PASSWORD": "s3cret",
         "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "60",
@@ -134,14 +140,14 @@ def test_the_settings_up_was_given_are_kept_private_and_reused_unless_set_again(
         "TAXI_DURATION_SMTP_PASSWORD": "new",
         "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "",
     }
-    stack.reuse_kept_settings(again)
+    reuse_kept_settings(again)
     assert again == {
         "TAXI_DURATION_STACK_DIR": str(tmp_path),
         "TAXI_DURATION_DATA_URL": "http://mirror",  # kept
         "TAXI_DURATION_SMTP_PASSWORD": "new",  # set again: it wins
         # set empty: dropped, its default again
     }
-    assert stack.StackConfig.from_env(again).data_url == "http://mirror"
+    assert StackConfig.from_env(again).data_url == "http://mirror"
 
 
 def test_status_names_the_kept_settings_and_hides_the_secrets(
@@ -161,17 +167,18 @@ def test_a_service_starts_with_default_signals_whatever_its_caller_ignores(
 ) -> None:
     """A background job of a script ignores SIGINT and SIGQUIT; what the stack starts must
     not (Prefect's worker stops on SIGTERM by sending itself SIGINT)."""
-    config = stack.StackConfig.from_env({"TAXI_DURATION_STACK_DIR": str(tmp_path)})
+    config = StackConfig.from_env({"TAXI_DURATION_STACK_DIR": str(tmp_path)})
     for folder in (config.logs, config.run):
         folder.mkdir(parents=True)
     command = [sys.executable, "-c", "print(open('/proc/self/status').read())"]
     script = (
         "import signal, sys\n"
+        "from taxi_duration.stack.config import StackConfig\n"
         "from taxi_duration.stack import commands as stack\n"
         "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
         "signal.signal(signal.SIGQUIT, signal.SIG_IGN)\n"
         "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})\n"
-        f"config = stack.StackConfig.from_env({{'TAXI_DURATION_STACK_DIR': {str(tmp_path)!r}}})\n"
+        f"config = StackConfig.from_env({{'TAXI_DURATION_STACK_DIR': {str(tmp_path)!r}}})\n"
         f"stack._start(config, 'worker', {command!r}, {{}}).wait()\n"
     )
     subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
@@ -206,7 +213,7 @@ class _BusyThenReady(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def busy_api(tmp_path: Path) -> Iterator[stack.StackConfig]:
+def busy_api(tmp_path: Path) -> Iterator[StackConfig]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _BusyThenReady)
     _BusyThenReady.seen = []
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -214,13 +221,13 @@ def busy_api(tmp_path: Path) -> Iterator[stack.StackConfig]:
         "TAXI_DURATION_STACK_DIR": str(tmp_path),
         "TAXI_DURATION_PREFECT_PORT": str(server.server_address[1]),
     }
-    yield stack.StackConfig.from_env(env)
+    yield StackConfig.from_env(env)
     server.shutdown()
     server.server_close()
 
 
 def test_a_busy_prefect_server_is_asked_again_and_its_last_answer_kept(
-    busy_api: stack.StackConfig, monkeypatch: pytest.MonkeyPatch
+    busy_api: StackConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(stack, "API_RETRY_DELAYS", (0.01, 0.01, 0.01))
     _BusyThenReady.busy = 2  # as `stack up` met it under load in CI: HTTP 503, then fine
@@ -328,9 +335,7 @@ def test_bad_access_settings_are_named(
     tmp_path: Path, settings: dict[str, str], message: str
 ) -> None:
     with pytest.raises(InvalidInputError, match=message):
-        stack.StackConfig.from_env(
-            {"TAXI_DURATION_STACK_DIR": str(tmp_path), **settings}
-        ).check_access()
+        StackConfig.from_env({"TAXI_DURATION_STACK_DIR": str(tmp_path), **settings}).check_access()
 
 
 def test_loopback_needs_no_credentials_and_starts_both_servers_without_auth(
@@ -338,10 +343,10 @@ def test_loopback_needs_no_credentials_and_starts_both_servers_without_auth(
 ) -> None:
     for host in ("127.0.0.1", "localhost", "::1"):
         env = {"TAXI_DURATION_STACK_DIR": str(tmp_path), "TAXI_DURATION_STACK_HOST": host}
-        config = stack.StackConfig.from_env(env)
+        config = StackConfig.from_env(env)
         config.check_access()
         assert not config.auth
-    config = stack.StackConfig.from_env({"TAXI_DURATION_STACK_DIR": str(tmp_path)})
+    config = StackConfig.from_env({"TAXI_DURATION_STACK_DIR": str(tmp_path)})
     envs = stack.environments(config, {})
     assert "--app-name" not in stack.commands(config)["mlflow-server"]
     assert "PREFECT_SERVER_API_AUTH_STRING" not in envs["prefect-server"]
@@ -351,7 +356,7 @@ def test_loopback_needs_no_credentials_and_starts_both_servers_without_auth(
 
 def test_off_loopback_both_servers_ask_for_the_clients_credentials(tmp_path: Path) -> None:
     env = {"TAXI_DURATION_STACK_DIR": str(tmp_path), "TAXI_DURATION_STACK_HOST": "0.0.0.0"}
-    config = stack.StackConfig.from_env({**env, **CREDENTIALS})
+    config = StackConfig.from_env({**env, **CREDENTIALS})
     config.check_access()
     assert config.auth
     assert config.prefect_api_url == f"http://127.0.0.1:{config.prefect_port}/api"
@@ -387,7 +392,7 @@ def test_the_prefect_servers_ui_is_told_its_own_api_on_the_stacks_port(
     from prefect.settings import Settings as PrefectSettings
 
     env = {"TAXI_DURATION_STACK_DIR": str(tmp_path), "TAXI_DURATION_PREFECT_PORT": "14200"}
-    config = stack.StackConfig.from_env(env)
+    config = StackConfig.from_env(env)
     server_env = stack.environments(config, env)["prefect-server"]
     for name in [name for name in os.environ if name.startswith("PREFECT_")]:
         monkeypatch.delenv(name)
@@ -454,7 +459,7 @@ def test_status_tells_every_automation_of_ours_in_force_beyond_a_page_and_what_i
         "TAXI_DURATION_PREFECT_PORT": str(server.server_address[1]),
     }
     try:
-        lines = stack.alerts_in_force(stack.StackConfig.from_env(env))
+        lines = stack.alerts_in_force(StackConfig.from_env(env))
     finally:
         server.shutdown()
         server.server_close()
@@ -478,7 +483,7 @@ def test_off_loopback_the_prediction_service_asks_for_mlflows_user_and_password(
     tmp_path: Path,
 ) -> None:
     env = {"TAXI_DURATION_STACK_DIR": str(tmp_path), "TAXI_DURATION_STACK_HOST": "0.0.0.0"}
-    config = stack.with_serve_ports(stack.StackConfig.from_env({**env, **CREDENTIALS}))
+    config = with_serve_ports(StackConfig.from_env({**env, **CREDENTIALS}))
     command = stack.commands(config)["serve-green"]
     assert command[command.index("--host") + 1] == "0.0.0.0"
     served = stack.environments(config, {**env, **CREDENTIALS})["serve-green"]
@@ -488,7 +493,7 @@ def test_off_loopback_the_prediction_service_asks_for_mlflows_user_and_password(
     assert served["MLFLOW_TRACKING_PASSWORD"] == "mlflow-secret-1"
     assert "PREFECT_API_AUTH_STRING" not in served
     # On loopback, no credentials asked.
-    loopback = stack.with_serve_ports(stack.StackConfig.from_env({"TAXI_DURATION_STACK_DIR": "x"}))
+    loopback = with_serve_ports(StackConfig.from_env({"TAXI_DURATION_STACK_DIR": "x"}))
     assert stack.environments(loopback, {})["serve-green"]["TAXI_DURATION_SERVE_AUTH"] == "false"
 
 
@@ -496,21 +501,21 @@ def test_the_served_colors_get_the_set_ports_or_the_recorded_ones_or_free_ones(
     tmp_path: Path,
 ) -> None:
     base = {"TAXI_DURATION_STACK_DIR": str(tmp_path)}
-    config = stack.StackConfig.from_env(base)
+    config = StackConfig.from_env(base)
     assert config.serve_colors == ("green",)
     assert config.services == ("prefect-server", "mlflow-server", "worker", "serve-green")
-    chosen = stack.with_serve_ports(config)  # none set or recorded: a free port each
+    chosen = with_serve_ports(config)  # none set or recorded: a free port each
     assert chosen.serve_ports["green"] > 0
     assert stack._port_free(chosen.serve_ports["green"])
-    two = stack.StackConfig.from_env(
+    two = StackConfig.from_env(
         {**base, "TAXI_DURATION_SERVE_COLORS": "yellow, green", "TAXI_DURATION_SERVE_PORT": "8100"}
     )
     assert two.serve_ports == {"yellow": 8100, "green": 8101}
     assert stack.commands(two)["serve-green"][-2:] == ["--port", "8101"]
     assert two.serve_url("yellow") == "http://127.0.0.1:8100"
     (tmp_path / "stack.json").write_text(json.dumps({"serve_ports": {"green": 8123}}))
-    assert stack.StackConfig.from_env(base).serve_ports == {"green": 8123}
-    none = stack.StackConfig.from_env({**base, "TAXI_DURATION_SERVE_COLORS": "none"})
+    assert StackConfig.from_env(base).serve_ports == {"green": 8123}
+    none = StackConfig.from_env({**base, "TAXI_DURATION_SERVE_COLORS": "none"})
     assert none.serve_services == ()
 
 
@@ -532,8 +537,8 @@ def test_the_served_colors_get_the_set_ports_or_the_recorded_ones_or_free_ones(
 def test_bad_serve_settings_are_named(
     tmp_path: Path, settings: dict[str, str], message: str
 ) -> None:
-    with pytest.raises((InvalidInputError, stack.StackError), match=message):
-        stack.StackConfig.from_env({"TAXI_DURATION_STACK_DIR": str(tmp_path), **settings})
+    with pytest.raises((InvalidInputError, StackError), match=message):
+        StackConfig.from_env({"TAXI_DURATION_STACK_DIR": str(tmp_path), **settings})
 
 
 def test_the_prediction_service_asks_for_the_mlflow_users_credentials() -> None:
@@ -581,7 +586,7 @@ def test_a_run_is_marked_crashed_after_three_missed_heartbeats_of_the_stacks_fre
     tmp_path: Path, frequency: str, silent_for: int
 ) -> None:
     env = {"TAXI_DURATION_STACK_DIR": str(tmp_path), "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": frequency}
-    config = stack.StackConfig.from_env(env)
+    config = StackConfig.from_env(env)
     sent_every = stack.run_environment(config, env)["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"]
     automation = alerts.heartbeat_automation(config.heartbeat_seconds)
     assert int(sent_every) * 3 == silent_for
@@ -596,7 +601,7 @@ def test_a_heartbeat_frequency_prefect_refuses_is_named(tmp_path: Path, frequenc
         match=f"PREFECT_FLOWS_HEARTBEAT_FREQUENCY '{frequency}' is not allowed: "
         "a whole number of seconds, at least 30",
     ):
-        stack.StackConfig.from_env(
+        StackConfig.from_env(
             {
                 "TAXI_DURATION_STACK_DIR": str(tmp_path),
                 "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": frequency,
