@@ -22,6 +22,7 @@ from taxi_duration import alerts
 from taxi_duration.errors import InvalidInputError, StackError
 from taxi_duration.settings import Settings
 from taxi_duration.stack import commands as stack
+from taxi_duration.stack import services
 from taxi_duration.stack.config import (
     StackConfig,
     _record_stack,
@@ -88,7 +89,7 @@ def test_flow_runs_get_the_data_url_outputs_bounded_mlflow_retries_and_heartbeat
     tmp_path: Path,
 ) -> None:
     env = {"TAXI_DURATION_STACK_DIR": str(tmp_path), "TAXI_DURATION_DATA_URL": "http://mirror"}
-    run_env = stack.run_environment(StackConfig.from_env(env), env)
+    run_env = services.run_environment(StackConfig.from_env(env), env)
     assert run_env == {
         "TAXI_DURATION_DATA_URL": "http://mirror",
         "TAXI_DURATION_DATA_DIR": str(tmp_path / "data"),
@@ -109,7 +110,7 @@ def test_flow_runs_get_the_data_checks_thresholds_up_was_given(tmp_path: Path) -
         "TAXI_DURATION_CHECK_MAX_ZERO_DISTANCE_SHARE": "0.3",
         "TAXI_DURATION_CHECK_MAX_NULL_SHARE": "",  # set empty: its default
     }
-    run_env = stack.run_environment(StackConfig.from_env(env), env)
+    run_env = services.run_environment(StackConfig.from_env(env), env)
     assert {name: value for name, value in run_env.items() if "_CHECK_" in name} == {
         "TAXI_DURATION_CHECK_MIN_KEPT_ROWS": "500",
         "TAXI_DURATION_CHECK_MAX_ZERO_DISTANCE_SHARE": "0.3",
@@ -347,8 +348,8 @@ def test_loopback_needs_no_credentials_and_starts_both_servers_without_auth(
         config.check_access()
         assert not config.auth
     config = StackConfig.from_env({"TAXI_DURATION_STACK_DIR": str(tmp_path)})
-    envs = stack.environments(config, {})
-    assert "--app-name" not in stack.commands(config)["mlflow-server"]
+    envs = services.environments(config, {})
+    assert "--app-name" not in services.commands(config)["mlflow-server"]
     assert "PREFECT_SERVER_API_AUTH_STRING" not in envs["prefect-server"]
     assert "MLFLOW_AUTH_ADMIN_PASSWORD" not in envs["mlflow-server"]
     assert config.prefect_headers == {}
@@ -361,12 +362,12 @@ def test_off_loopback_both_servers_ask_for_the_clients_credentials(tmp_path: Pat
     assert config.auth
     assert config.prefect_api_url == f"http://127.0.0.1:{config.prefect_port}/api"
     assert "team:prefect-secret" not in repr(config)
-    commands = stack.commands(config)
+    commands = services.commands(config)
     assert commands["prefect-server"][-4:-2] == ["--host", "0.0.0.0"]
     assert commands["mlflow-server"][commands["mlflow-server"].index("--app-name") + 1] == (
         "basic-auth"
     )
-    envs = stack.environments(config, {**env, **CREDENTIALS})
+    envs = services.environments(config, {**env, **CREDENTIALS})
     assert envs["prefect-server"]["PREFECT_SERVER_API_AUTH_STRING"] == "team:prefect-secret"
     assert envs["mlflow-server"]["MLFLOW_AUTH_ADMIN_USERNAME"] == "team"
     assert envs["mlflow-server"]["MLFLOW_AUTH_ADMIN_PASSWORD"] == "mlflow-secret-1"
@@ -374,12 +375,14 @@ def test_off_loopback_both_servers_ask_for_the_clients_credentials(tmp_path: Pat
     # The key of its CSRF tokens: made once, kept (a restart keeps sessions), owner-only.
     key = envs["mlflow-server"]["MLFLOW_FLASK_SERVER_SECRET_KEY"]
     assert len(key) == 64
-    assert stack.environments(config, env)["mlflow-server"]["MLFLOW_FLASK_SERVER_SECRET_KEY"] == key
+    assert (
+        services.environments(config, env)["mlflow-server"]["MLFLOW_FLASK_SERVER_SECRET_KEY"] == key
+    )
     assert (tmp_path / "mlflow" / "flask-secret-key").stat().st_mode & 0o077 == 0
     # The worker (hence its flow runs) gets the credentials from the stack's settings ...
     assert {name: envs["worker"][name] for name in CREDENTIALS} == CREDENTIALS
     # ... and the pool's job template, which `stack status` prints, does not.
-    run_env = stack.run_environment(config, {**env, **CREDENTIALS})
+    run_env = services.run_environment(config, {**env, **CREDENTIALS})
     assert not set(CREDENTIALS) & set(run_env)
     assert config.prefect_headers == {"Authorization": "Basic dGVhbTpwcmVmZWN0LXNlY3JldA=="}
 
@@ -393,7 +396,7 @@ def test_the_prefect_servers_ui_is_told_its_own_api_on_the_stacks_port(
 
     env = {"TAXI_DURATION_STACK_DIR": str(tmp_path), "TAXI_DURATION_PREFECT_PORT": "14200"}
     config = StackConfig.from_env(env)
-    server_env = stack.environments(config, env)["prefect-server"]
+    server_env = services.environments(config, env)["prefect-server"]
     for name in [name for name in os.environ if name.startswith("PREFECT_")]:
         monkeypatch.delenv(name)
     for name, value in server_env.items():
@@ -406,7 +409,7 @@ def test_the_prefect_servers_ui_is_told_its_own_api_on_the_stacks_port(
 
     # A team's own address for it (a proxy, a public name) is kept.
     own = {**env, "PREFECT_UI_API_URL": "https://prefect.example.com/api"}
-    assert "PREFECT_SERVER_UI_API_URL" not in stack.environments(config, own)["prefect-server"]
+    assert "PREFECT_SERVER_UI_API_URL" not in services.environments(config, own)["prefect-server"]
 
 
 PAGE = 200  # the most a Prefect server answers a call (PREFECT_SERVER_API_DEFAULT_LIMIT)
@@ -484,9 +487,9 @@ def test_off_loopback_the_prediction_service_asks_for_mlflows_user_and_password(
 ) -> None:
     env = {"TAXI_DURATION_STACK_DIR": str(tmp_path), "TAXI_DURATION_STACK_HOST": "0.0.0.0"}
     config = with_serve_ports(StackConfig.from_env({**env, **CREDENTIALS}))
-    command = stack.commands(config)["serve-green"]
+    command = services.commands(config)["serve-green"]
     assert command[command.index("--host") + 1] == "0.0.0.0"
-    served = stack.environments(config, {**env, **CREDENTIALS})["serve-green"]
+    served = services.environments(config, {**env, **CREDENTIALS})["serve-green"]
     assert served["TAXI_DURATION_SERVE_AUTH"] == "true"
     assert served["MLFLOW_TRACKING_URI"] == config.mlflow_url
     assert served["MLFLOW_TRACKING_USERNAME"] == "team"
@@ -494,7 +497,7 @@ def test_off_loopback_the_prediction_service_asks_for_mlflows_user_and_password(
     assert "PREFECT_API_AUTH_STRING" not in served
     # On loopback, no credentials asked.
     loopback = with_serve_ports(StackConfig.from_env({"TAXI_DURATION_STACK_DIR": "x"}))
-    assert stack.environments(loopback, {})["serve-green"]["TAXI_DURATION_SERVE_AUTH"] == "false"
+    assert services.environments(loopback, {})["serve-green"]["TAXI_DURATION_SERVE_AUTH"] == "false"
 
 
 def test_the_served_colors_get_the_set_ports_or_the_recorded_ones_or_free_ones(
@@ -511,7 +514,7 @@ def test_the_served_colors_get_the_set_ports_or_the_recorded_ones_or_free_ones(
         {**base, "TAXI_DURATION_SERVE_COLORS": "yellow, green", "TAXI_DURATION_SERVE_PORT": "8100"}
     )
     assert two.serve_ports == {"yellow": 8100, "green": 8101}
-    assert stack.commands(two)["serve-green"][-2:] == ["--port", "8101"]
+    assert services.commands(two)["serve-green"][-2:] == ["--port", "8101"]
     assert two.serve_url("yellow") == "http://127.0.0.1:8100"
     (tmp_path / "stack.json").write_text(json.dumps({"serve_ports": {"green": 8123}}))
     assert StackConfig.from_env(base).serve_ports == {"green": 8123}
@@ -587,7 +590,7 @@ def test_a_run_is_marked_crashed_after_three_missed_heartbeats_of_the_stacks_fre
 ) -> None:
     env = {"TAXI_DURATION_STACK_DIR": str(tmp_path), "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": frequency}
     config = StackConfig.from_env(env)
-    sent_every = stack.run_environment(config, env)["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"]
+    sent_every = services.run_environment(config, env)["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"]
     automation = alerts.heartbeat_automation(config.heartbeat_seconds)
     assert int(sent_every) * 3 == silent_for
     assert automation.trigger.within == timedelta(seconds=silent_for)  # type: ignore[union-attr]
