@@ -22,7 +22,7 @@ from taxi_duration import alerts
 from taxi_duration.errors import InvalidInputError, StackError
 from taxi_duration.settings import Settings
 from taxi_duration.stack import commands as stack
-from taxi_duration.stack import services
+from taxi_duration.stack import pool, services
 from taxi_duration.stack.config import (
     StackConfig,
     _record_stack,
@@ -230,13 +230,13 @@ def busy_api(tmp_path: Path) -> Iterator[StackConfig]:
 def test_a_busy_prefect_server_is_asked_again_and_its_last_answer_kept(
     busy_api: StackConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(stack, "API_RETRY_DELAYS", (0.01, 0.01, 0.01))
+    monkeypatch.setattr(pool, "API_RETRY_DELAYS", (0.01, 0.01, 0.01))
     _BusyThenReady.busy = 2  # as `stack up` met it under load in CI: HTTP 503, then fine
-    assert stack.prefect_api(busy_api, "PATCH", "/work_pools/p", {}).status_code == 204
+    assert pool.prefect_api(busy_api, "PATCH", "/work_pools/p", {}).status_code == 204
     assert len(_BusyThenReady.seen) == 3
 
     _BusyThenReady.seen, _BusyThenReady.busy = [], 10  # still busy after every retry
-    assert stack.prefect_api(busy_api, "PATCH", "/work_pools/p", {}).status_code == 503
+    assert pool.prefect_api(busy_api, "PATCH", "/work_pools/p", {}).status_code == 503
     assert len(_BusyThenReady.seen) == 4
 
 
@@ -462,7 +462,7 @@ def test_status_tells_every_automation_of_ours_in_force_beyond_a_page_and_what_i
         "TAXI_DURATION_PREFECT_PORT": str(server.server_address[1]),
     }
     try:
-        lines = stack.alerts_in_force(StackConfig.from_env(env))
+        lines = pool.alerts_in_force(StackConfig.from_env(env))
     finally:
         server.shutdown()
         server.server_close()
