@@ -26,9 +26,9 @@ import psutil
 from ports import free_port
 
 from taxi_duration.environment import RUN_ENVIRONMENT_DEFAULTS
-from taxi_duration.stack.commands import _port_free
 from taxi_duration.stack.config import StackConfig
 from taxi_duration.stack.pool import prefect_api
+from taxi_duration.stack.supervisor import _port_free
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

@@ -21,8 +21,8 @@ import pytest
 from taxi_duration import alerts
 from taxi_duration.errors import InvalidInputError, StackError
 from taxi_duration.settings import Settings
-from taxi_duration.stack import commands as stack
 from taxi_duration.stack import pool, services
+from taxi_duration.stack.commands import _print_kept_settings
 from taxi_duration.stack.config import (
     StackConfig,
     _record_stack,
@@ -32,6 +32,7 @@ from taxi_duration.stack.config import (
     reuse_kept_settings,
     with_serve_ports,
 )
+from taxi_duration.stack.supervisor import _port_free
 
 
 def _stack_up(env: dict[str, str], folder: Path) -> subprocess.CompletedProcess[str]:
@@ -52,13 +53,13 @@ def test_a_port_left_in_time_wait_is_free_and_a_listening_one_is_not() -> None:
     listener.bind(("127.0.0.1", 0))
     listener.listen()
     port = listener.getsockname()[1]
-    assert not stack._port_free(port)
+    assert not _port_free(port)
     client = socket.create_connection(("127.0.0.1", port))
     accepted, _ = listener.accept()
     accepted.close()  # the server side closes first: its end of the port goes to TIME_WAIT
     client.close()
     listener.close()
-    assert stack._port_free(port)  # as `up` right after `down` finds it
+    assert _port_free(port)  # as `up` right after `down` finds it
 
 
 def test_the_stack_is_found_from_any_folder(
@@ -154,7 +155,7 @@ def test_the_settings_up_was_given_are_kept_private_and_reused_unless_set_again(
 def test_status_names_the_kept_settings_and_hides_the_secrets(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    stack._print_kept_settings(
+    _print_kept_settings(
         {"TAXI_DURATION_DATA_URL": "http://mirror", "TAXI_DURATION_SMTP_PASSWORD": "s3cret"}
     )
     out = capsys.readouterr().out
@@ -175,12 +176,12 @@ def test_a_service_starts_with_default_signals_whatever_its_caller_ignores(
     script = (
         "import signal, sys\n"
         "from taxi_duration.stack.config import StackConfig\n"
-        "from taxi_duration.stack import commands as stack\n"
+        "from taxi_duration.stack.supervisor import _start\n"
         "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
         "signal.signal(signal.SIGQUIT, signal.SIG_IGN)\n"
         "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})\n"
         f"config = StackConfig.from_env({{'TAXI_DURATION_STACK_DIR': {str(tmp_path)!r}}})\n"
-        f"stack._start(config, 'worker', {command!r}, {{}}).wait()\n"
+        f"_start(config, 'worker', {command!r}, {{}}).wait()\n"
     )
     subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
     masks = dict(
@@ -509,7 +510,7 @@ def test_the_served_colors_get_the_set_ports_or_the_recorded_ones_or_free_ones(
     assert config.services == ("prefect-server", "mlflow-server", "worker", "serve-green")
     chosen = with_serve_ports(config)  # none set or recorded: a free port each
     assert chosen.serve_ports["green"] > 0
-    assert stack._port_free(chosen.serve_ports["green"])
+    assert _port_free(chosen.serve_ports["green"])
     two = StackConfig.from_env(
         {**base, "TAXI_DURATION_SERVE_COLORS": "yellow, green", "TAXI_DURATION_SERVE_PORT": "8100"}
     )
