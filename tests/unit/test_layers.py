@@ -28,7 +28,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "fingerprint", "summary", "monitor", "trip_requests",
     ),
     "tracking": ("tracking", "pyfunc_model"),
-    "operations": ("stack", "alerts", "serve"),
+    "operations": ("stack", "alerts", "serve"),  # stack: the package and every module in it
     "orchestration": ("flows",),  # the package and every module in it
     "entry points": ("cli",),
 }  # fmt: skip
