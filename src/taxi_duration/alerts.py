@@ -58,7 +58,7 @@ MISSED_HEARTBEATS = 3
 PROMOTED_AUTOMATION = "taxi-duration: new champion"
 WEBHOOK_BLOCK = "taxi-duration-webhook"
 EMAIL_BLOCK = "taxi-duration-email"
-_PREFIX = "taxi-duration: "  # what marks an automation as ours (stack.AUTOMATION_PREFIX too)
+_PREFIX = "taxi-duration: "  # what marks an automation as ours (stack.pool.AUTOMATION_PREFIX too)
 SMTP_DEFAULT_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
 
 # Rendered by the Prefect server (Jinja). flow_run, flow and deployment are those of the run
