@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,7 +22,7 @@ import pytest
 from taxi_duration import alerts
 from taxi_duration.errors import InvalidInputError, StackError
 from taxi_duration.settings import Settings
-from taxi_duration.stack import pool, services
+from taxi_duration.stack import commands, pool, services
 from taxi_duration.stack.commands import _print_kept_settings
 from taxi_duration.stack.config import (
     StackConfig,
@@ -611,3 +612,49 @@ def test_a_heartbeat_frequency_prefect_refuses_is_named(tmp_path: Path, frequenc
                 "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": frequency,
             }
         )
+
+
+_SLOW_TO_STOP = """
+import pathlib, signal, sys, time
+out = pathlib.Path(sys.argv[1])
+def stop(*_):
+    out.with_suffix('.term').write_text(repr(time.time()))
+    time.sleep(1.0)  # a server finishing its requests
+    out.with_suffix('.exit').write_text(repr(time.time()))
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+out.with_suffix('.ready').write_text('')
+while True:
+    time.sleep(0.1)
+"""
+
+
+def test_down_stops_the_worker_and_the_services_together_then_both_servers_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each service is sent SIGTERM before any other has finished stopping, within its
+    group; the servers only once the worker and the prediction services are gone."""
+    config = StackConfig.from_env({"TAXI_DURATION_STACK_DIR": str(tmp_path)})
+    config.run.mkdir(parents=True)
+    names = ["serve-green", "worker", "mlflow-server", "prefect-server"]
+    for service in names:
+        process = subprocess.Popen(
+            [sys.executable, "-c", _SLOW_TO_STOP, str(tmp_path / service)],
+            start_new_session=True,
+        )
+        config.pid_file(service).write_text(json.dumps({"pid": process.pid, "program": "python"}))
+    for service in names:
+        while not (tmp_path / f"{service}.ready").exists():
+            time.sleep(0.05)
+
+    monkeypatch.setattr(commands, "end_in_flight_runs", lambda config: [])  # no server here
+    commands.down(config)
+
+    def at(service: str, event: str) -> float:
+        return float((tmp_path / f"{service}.{event}").read_text())
+
+    for first, second in (("serve-green", "worker"), ("mlflow-server", "prefect-server")):
+        assert at(second, "term") < at(first, "exit")
+        assert at(first, "term") < at(second, "exit")
+    assert min(at(s, "term") for s in names[2:]) >= max(at(s, "exit") for s in names[:2])
+    assert list(config.run.glob("*.json")) == []

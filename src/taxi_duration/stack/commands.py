@@ -17,7 +17,6 @@ from taxi_duration.stack.config import (
     CREDENTIALS,
     SECRET_SETTINGS,
     SERVE_PREFIX,
-    SERVICES,
     StackConfig,
     _record_stack,
     kept_settings,
@@ -40,6 +39,7 @@ from taxi_duration.stack.supervisor import (
     _read_pid,
     _start,
     _stop,
+    _stop_together,
     _wait,
     serve_health,
 )
@@ -202,7 +202,10 @@ def down(config: StackConfig) -> None:
             print("cancelled flow runs " + ", ".join(ended))
     # Every prediction service with a PID file, whichever colors are configured now.
     served = sorted(path.stem for path in config.run.glob(f"{SERVE_PREFIX}*.json"))
-    stopped = [service for service in [*served, *reversed(SERVICES)] if _stop(config, service)]
+    # The worker (which reports to the servers as it stops) and the prediction services
+    # first, then both servers.
+    stopped = _stop_together(config, [*served, "worker"])
+    stopped += _stop_together(config, ["mlflow-server", "prefect-server"])
     if stopped:
         print("stopped " + ", ".join(stopped))
     else:

@@ -123,27 +123,39 @@ def _default_signals() -> None:
 
 def _stop(config: StackConfig, service: str, grace: float = STOP_GRACE_SECONDS) -> bool:
     """Stop a service's process group: SIGTERM, then SIGKILL after ``grace`` seconds."""
-    pid = _read_pid(config, service)
-    record = _record(config, service)
-    if pid is None and record is not None and _group_alive(record[0]):
-        # The leader is gone but its children still run. Linux gives no new process the
-        # number of a live process group, so that group is still the service's.
-        pid = record[0]
-    config.pid_file(service).unlink(missing_ok=True)
-    if pid is None:
-        return False
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return True
+    return bool(_stop_together(config, [service], grace))
+
+
+def _stop_together(
+    config: StackConfig, services: Sequence[str], grace: float = STOP_GRACE_SECONDS
+) -> list[str]:
+    """Stop these services' process groups at once: SIGTERM to each, then SIGKILL to those
+    still running after ``grace`` seconds; the services that were running. Each takes seconds
+    to shut down, and one after the other those added up in every `down`."""
+    groups: dict[str, int] = {}
+    for service in services:
+        pid = _read_pid(config, service)
+        record = _record(config, service)
+        if pid is None and record is not None and _group_alive(record[0]):
+            # The leader is gone but its children still run. Linux gives no new process the
+            # number of a live process group, so that group is still the service's.
+            pid = record[0]
+        config.pid_file(service).unlink(missing_ok=True)
+        if pid is None:
+            continue
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+        groups[service] = pid
     deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if not _alive(pid) and not _group_alive(pid):
-            return True
-        time.sleep(0.2)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
-    return True
+    running = dict(groups)
+    while running and time.monotonic() < deadline:
+        running = {s: pid for s, pid in running.items() if _alive(pid) or _group_alive(pid)}
+        if running:
+            time.sleep(0.2)
+    for pid in running.values():
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+    return list(groups)
 
 
 # --- health ------------------------------------------------------------------------------
