@@ -325,3 +325,9 @@ def test_the_cache_commands_load_neither_prefect_nor_mlflow(tmp_path: Path) -> N
         assert said in result.stdout, result.stdout + result.stderr
         imported = set(result.stdout.splitlines()[-1].split()[1:])
         assert imported.isdisjoint({"prefect", "mlflow", "xgboost", "sklearn"}), imported
+
+
+def test_every_command_prints_its_result() -> None:
+    from taxi_duration.printers import PRINTERS
+
+    assert set(PRINTERS) == set(cli.COMMANDS)

@@ -30,7 +30,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "tracking": ("tracking", "pyfunc_model"),
     "operations": ("stack", "alerts", "serve"),  # stack: the package and every module in it
     "orchestration": ("flows",),  # the package and every module in it
-    "entry points": ("cli",),
+    "entry points": ("cli", "printers"),
 }  # fmt: skip
 # The one import that goes up, deferred to the call: a --train-path file is checked with the
 # spec, by ingest's parquet check (pyarrow loads only when a file is given).
