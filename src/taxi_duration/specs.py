@@ -13,97 +13,39 @@ run may leave it out); ``positional`` makes it an argument without a flag.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Annotated, Any, Self
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     ValidationError,
-    WithJsonSchema,
     model_validator,
 )
 
 from taxi_duration.choices import (
-    COLORS,
-    FEATURE_SETS,
     FIRST_PUBLISHED_MONTH,
     MAX_DEGRADATION,
-    MODEL_KINDS,
-    PRESETS,
     TrainingConfig,
-    check_color_and_month,
     training_config,
 )
 from taxi_duration.errors import InvalidInputError
 from taxi_duration.months import Month
-
-
-def _one_of(name: str, allowed: Collection[str]) -> Callable[[str], str]:
-    def check(value: str) -> str:
-        if value not in allowed:
-            raise InvalidInputError(
-                f"{name} {value!r} is unknown: allowed are {', '.join(allowed)}"
-            )
-        return value
-
-    return check
-
-
-def _enum(allowed: Collection[str]) -> WithJsonSchema:
-    """The UI shows the allowed values as a list."""
-    return WithJsonSchema({"type": "string", "enum": list(allowed)})
-
-
-def _in_range(name: str, low: float | None, high: float | None = None, unit: str = "") -> Any:
-    """A bound on a number: ``low`` <= value (<= ``high``); ``low`` excluded when a float."""
-
-    def check(value: float) -> float:
-        too_low = low is not None and (value < low if isinstance(low, int) else value <= low)
-        if too_low or (high is not None and value > high):
-            if high is not None:
-                allowed = f"allowed {low:g}-{high:g}"
-            elif isinstance(low, int):
-                allowed = f"{low} or more"
-            else:
-                allowed = f"more than {low:g}"
-            suffix = f" {unit}" if unit else ""
-            raise InvalidInputError(f"{name} {value:g} is out of range: {allowed}{suffix}")
-        return value
-
-    return AfterValidator(check)
-
-
-Color = Annotated[str, AfterValidator(_one_of("color", COLORS)), _enum(COLORS)]
-ModelKind = Annotated[str, AfterValidator(_one_of("model", MODEL_KINDS)), _enum(MODEL_KINDS)]
-FeatureSetName = Annotated[
-    str, AfterValidator(_one_of("features", FEATURE_SETS)), _enum(FEATURE_SETS)
-]
-PresetName = Annotated[str, AfterValidator(_one_of("preset", PRESETS)), _enum(PRESETS)]
-MonthNumber = Annotated[int, _in_range("month", 1, 12)]
-MinImprovement = Annotated[float, _in_range("min_improvement", 0, unit="(minutes of RMSE)")]
-Window = Annotated[int, _in_range("window", 1, 60, unit="months")]
-
-
-def check_month(color: str, month: Month, role: str) -> None:
-    """A month that can have data: not before the color's first, not after this month."""
-    check_color_and_month(color, month)
-    newest = Month.current()
-    if month > newest:
-        raise InvalidInputError(
-            f"{role} month {month} is in the future: the newest month is {newest}"
-        )
-
-
-def _local_file(path: str | None, role: str) -> Path | None:
-    if path is None:
-        return None
-    from taxi_duration import ingest  # pyarrow reads the file's footer: only for a given file
-
-    return ingest.check_local_file(Path(path), role)
+from taxi_duration.spec_fields import (
+    Color,
+    FeatureSetName,
+    MinImprovement,
+    ModelKind,
+    MonthNumber,
+    PresetName,
+    Window,
+    check_month,
+    choice,
+    in_range,
+    listed,
+    local_file,
+)
 
 
 class Spec(BaseModel):
@@ -127,7 +69,7 @@ class Spec(BaseModel):
 class DaskOptions(Spec):
     """Where a command runs on Dask: a local cluster of ``workers``, or an existing one."""
 
-    workers: Annotated[int, _in_range("workers", 1, 256)] | None = Field(
+    workers: Annotated[int, in_range("workers", 1, 256)] | None = Field(
         None,
         description="worker processes of a local Dask cluster "
         "(backtest default 2; train default: none, in one process)",
@@ -157,10 +99,33 @@ class CheckOptions(Spec):
     )
 
 
+class ThreadOptions(Spec):
+    """How many XGBoost threads a command's fits may use."""
+
+    threads: Annotated[int, in_range("threads", 1, 1024)] | None = Field(
+        None,
+        description="XGBoost threads in all at most, shared by parallel trials or workers; "
+        "a fit uses one per 500,000 rows (default: TAXI_DURATION_THREADS, else the CPUs "
+        "available: affinity and cgroup quota)",
+    )
+
+
+class ModelOptions(Spec):
+    """What a command trains: a model and features, or a preset (a conflict raises)."""
+
+    model: ModelKind | None = Field(None, description="default: xgboost")
+    features: FeatureSetName | None = Field(None, description="default: default")
+    preset: PresetName | None = Field(None, description="reference: the course's XGBoost, exactly")
+
+    @property
+    def config(self) -> TrainingConfig:
+        return training_config(self.model, self.features, self.preset)
+
+
 _MONTH_HELP = "the training month (a scheduled run without it takes the months from its date)"
 
 
-class TrainingSpec(CheckOptions):
+class TrainingSpec(ThreadOptions, CheckOptions):
     """What ``train`` and ``tune`` share: the months, their files, the promotion margin."""
 
     color: Color = Field("green", description="taxi type")
@@ -186,12 +151,6 @@ class TrainingSpec(CheckOptions):
         0.0,
         description="RMSE (minutes) by which a new version must beat the champion: "
         "by strictly more than this",
-    )
-    threads: Annotated[int, _in_range("threads", 1, 1024)] | None = Field(
-        None,
-        description="XGBoost threads in all at most, shared by parallel trials or workers; "
-        "a fit uses one per 500,000 rows (default: TAXI_DURATION_THREADS, else the CPUs "
-        "available: affinity and cgroup quota)",
     )
 
     def _validates(self) -> bool:
@@ -259,8 +218,8 @@ class TrainingSpec(CheckOptions):
         self._check_window()
         if self.validation_month is not None:
             check_month(self.color, self.validation_month, "validation")
-        _local_file(self.train_path, "train")
-        _local_file(self.val_path, "validation")
+        local_file(self.train_path, "train")
+        local_file(self.val_path, "validation")
         return self
 
     def _check_window(self) -> None:
@@ -294,22 +253,15 @@ class TrainingSpec(CheckOptions):
         return self.parse(**values)
 
 
-class TrainSpec(DaskOptions, TrainingSpec):
+class TrainSpec(DaskOptions, ModelOptions, TrainingSpec):
     """``taxi-duration train`` and the ``train`` flow; on Dask with a cluster given."""
 
     validation: bool = Field(
         True, description="off (--no-validation): train on one month only, validate on none"
     )
-    model: ModelKind | None = Field(None, description="default: xgboost")
-    features: FeatureSetName | None = Field(None, description="default: default")
-    preset: PresetName | None = Field(None, description="reference: the course's XGBoost, exactly")
 
     def _validates(self) -> bool:
         return self.validation
-
-    @property
-    def config(self) -> TrainingConfig:
-        return training_config(self.model, self.features, self.preset)
 
     @model_validator(mode="after")
     def _check_model(self) -> Self:
@@ -325,12 +277,12 @@ class TrainSpec(DaskOptions, TrainingSpec):
 class TuneSpec(TrainingSpec):
     """``taxi-duration tune`` and the ``tune`` flow: always validated, on XGBoost."""
 
-    trials: Annotated[int, _in_range("trials", 1)] = Field(20, description="trials to run")
-    timeout: Annotated[float, _in_range("timeout", 0.0, unit="seconds")] | None = Field(
+    trials: Annotated[int, in_range("trials", 1)] = Field(20, description="trials to run")
+    timeout: Annotated[float, in_range("timeout", 0.0, unit="seconds")] | None = Field(
         None, description="stop starting trials after S seconds"
     )
-    jobs: Annotated[int, _in_range("jobs", 1, 64)] = Field(1, description="trials in parallel")
-    seed: Annotated[int, _in_range("seed", 0, 2**31 - 1)] = Field(42, description="random seed")
+    jobs: Annotated[int, in_range("jobs", 1, 64)] = Field(1, description="trials in parallel")
+    seed: Annotated[int, in_range("seed", 0, 2**31 - 1)] = Field(42, description="random seed")
 
     @model_validator(mode="after")
     def _check_month_given(self) -> Self:
@@ -367,7 +319,7 @@ class PredictSpec(Spec):
         check_month(self.color, self.scored_month, "scored")
         if not self.output.strip():
             raise InvalidInputError("output '' is empty: give a parquet file to write")
-        _local_file(self.input_path, "input")
+        local_file(self.input_path, "input")
         return self
 
 
@@ -391,7 +343,7 @@ class MonitorSpec(Spec):
         None, description="last month of --from, YYYY-MM", json_schema_extra={"flag": "--to"}
     )
     max_degradation: Annotated[
-        float, _in_range("max_degradation", 0, unit="(a fraction of the validation RMSE)")
+        float, in_range("max_degradation", 0, unit="(a fraction of the validation RMSE)")
     ] = Field(
         MAX_DEGRADATION,
         description="degraded when the month's RMSE is more than this fraction above the "
@@ -442,7 +394,7 @@ class PromoteSpec(Spec):
     """``taxi-duration promote``: a version of a color's model made champion by hand."""
 
     color: Color = Field("green", description="taxi type: whose registered model")
-    version: Annotated[int, _in_range("version", 1)] = Field(
+    version: Annotated[int, in_range("version", 1)] = Field(
         description="the registered version to make the champion"
     )
 
@@ -459,7 +411,7 @@ class ServeSpec(Spec):
         description="address to listen on (default 127.0.0.1: this machine only; the "
         "service has no credentials of its own)",
     )
-    port: Annotated[int, _in_range("port", 1, 65535)] = Field(
+    port: Annotated[int, in_range("port", 1, 65535)] = Field(
         DEFAULT_SERVE_PORT, description="TCP port"
     )
 
@@ -478,15 +430,13 @@ CACHE_ACTIONS = ("ls", "clear")
 class CacheSpec(Spec):
     """``taxi-duration cache ls|clear``: the prepared-months cache (no flow)."""
 
-    action: Annotated[
-        str, AfterValidator(_one_of("action", CACHE_ACTIONS)), _enum(CACHE_ACTIONS)
-    ] = Field(
+    action: Annotated[str, choice("action", CACHE_ACTIONS), listed(CACHE_ACTIONS)] = Field(
         description="ls: list the cached months and their size; clear: remove them",
         json_schema_extra={"positional": True},
     )
 
 
-class BacktestSpec(DaskOptions, CheckOptions):
+class BacktestSpec(DaskOptions, ModelOptions, ThreadOptions, CheckOptions):
     """``taxi-duration backtest`` and the ``backtest`` flow."""
 
     color: Color = Field("green", description="taxi type")
@@ -497,15 +447,6 @@ class BacktestSpec(DaskOptions, CheckOptions):
     end: str = Field(
         description="last month, YYYY-MM", json_schema_extra={"flag": "--to", "cli_required": True}
     )
-    model: ModelKind | None = Field(None, description="default: xgboost")
-    features: FeatureSetName | None = Field(None, description="default: default")
-    preset: PresetName | None = Field(None, description="reference: the course's XGBoost, exactly")
-    threads: Annotated[int, _in_range("threads", 1, 1024)] | None = Field(
-        None,
-        description="XGBoost threads in all at most, shared by parallel trials or workers; "
-        "a fit uses one per 500,000 rows (default: TAXI_DURATION_THREADS, else the CPUs "
-        "available: affinity and cgroup quota)",
-    )
 
     @property
     def first_month(self) -> Month:
@@ -514,10 +455,6 @@ class BacktestSpec(DaskOptions, CheckOptions):
     @property
     def last_month(self) -> Month:
         return Month.parse(self.end)
-
-    @property
-    def config(self) -> TrainingConfig:
-        return training_config(self.model, self.features, self.preset)
 
     @model_validator(mode="after")
     def _check(self) -> Self:

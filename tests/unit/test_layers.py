@@ -20,7 +20,8 @@ PACKAGE = Path(taxi_duration.__file__).parent
 # Bottom to top, as docs/architecture.md draws them: a module imports its own layer or below.
 LAYERS: dict[str, tuple[str, ...]] = {
     "plain data": (
-        "choices", "specs", "months", "settings", "environment", "errors", "cpus", "processes",
+        "choices", "spec_fields", "specs", "months", "settings", "environment", "errors", "cpus",
+        "processes",
     ),
     "steps": (
         "ingest", "prepare", "checks", "cache", "features", "models", "linear", "evaluate",
@@ -34,7 +35,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 # The one import that goes up, deferred to the call: a --train-path file is checked with the
 # spec, by ingest's parquet check (pyarrow loads only when a file is given).
-UPWARD = {("specs", "ingest")}
+UPWARD = {("spec_fields", "ingest")}
 # Where the orchestrator and the tracker may be imported (deferred in cli.py: logging and the
 # temporary server; alerts.py defines a Prefect block, the server imports it as a collection).
 LIBRARY_IMPORTERS = {
