@@ -43,6 +43,7 @@ from taxi_duration import tracking
 from taxi_duration.errors import InvalidInputError, ServeError, TaxiDurationError
 from taxi_duration.promote import CHAMPION
 from taxi_duration.settings import Settings
+from taxi_duration.stack.config import LOOPBACK, is_loopback
 from taxi_duration.trip_requests import (
     SMOKE_TRIP,
     checked_trips,
@@ -252,14 +253,22 @@ class Credentials:
     password: str = field(repr=False)
 
     @classmethod
-    def of(cls, settings: Settings) -> Credentials | None:
-        """The MLflow user's, when ``serve_auth`` is on; a missing one is a bad setting."""
-        if not settings.serve_auth:
+    def of(cls, settings: Settings, host: str = LOOPBACK) -> Credentials | None:
+        """The MLflow user's, when ``serve_auth`` is on (unset: when ``host`` is not a
+        loopback address); a missing one is a bad setting."""
+        asked_by = (
+            "TAXI_DURATION_SERVE_AUTH is on"
+            if settings.serve_auth
+            else f"--host {host} is off loopback (TAXI_DURATION_SERVE_AUTH=false serves anyone)"
+            if settings.serve_auth is None and not is_loopback(host)
+            else None
+        )
+        if asked_by is None:
             return None
         password = settings.mlflow_tracking_password
         if not settings.mlflow_tracking_username or password is None:
             raise InvalidInputError(
-                "TAXI_DURATION_SERVE_AUTH is on, so the service asks for credentials: set "
+                f"{asked_by}, so the service asks for credentials: set "
                 "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (the MLflow user's)"
             )
         return cls(settings.mlflow_tracking_username, password.get_secret_value())
@@ -365,7 +374,7 @@ class PredictionService:
     def __init__(self, spec: ServeSpec, settings: Settings, access_log: bool = False) -> None:
         import uvicorn  # here: the CLI's other commands never load it
 
-        credentials = Credentials.of(settings)  # a missing one: an error before binding
+        credentials = Credentials.of(settings, spec.host)  # missing ones: an error, unbound
         self.follower = ChampionFollower(settings, spec.color)
         self.socket = _bound_socket(spec.host, spec.port)
         config = uvicorn.Config(

@@ -50,7 +50,8 @@ class Settings(BaseSettings):
     # ``taxi-duration serve`` asks for credentials (HTTP basic auth) on its predictions: the
     # MLflow user and password below, those of the tracking server it reads the champion from.
     # ``stack up`` turns it on for the stack's services whenever the stack asks for credentials.
-    serve_auth: bool = False
+    # Unset: on when the service listens off loopback (``--host 0.0.0.0``), as the stack does.
+    serve_auth: bool | None = None
     mlflow_tracking_username: str | None = Field(
         default=None, validation_alias=AliasChoices("MLFLOW_TRACKING_USERNAME")
     )

@@ -546,6 +546,20 @@ def test_bad_serve_settings_are_named(
         StackConfig.from_env({"TAXI_DURATION_STACK_DIR": str(tmp_path), **settings})
 
 
+def test_off_loopback_serve_asks_for_credentials_unless_told_not_to() -> None:
+    from taxi_duration.serve import Credentials
+
+    assert Credentials.of(Settings(), "127.0.0.1") is None
+    assert Credentials.of(Settings(), "localhost") is None
+    with pytest.raises(
+        InvalidInputError, match=r"--host 0\.0\.0\.0 is off loopback .*, so the service asks"
+    ):
+        Credentials.of(Settings(), "0.0.0.0")
+    named = Settings(MLFLOW_TRACKING_USERNAME="team", MLFLOW_TRACKING_PASSWORD="s3cret")
+    assert Credentials.of(named, "10.1.2.3") is not None
+    assert Credentials.of(Settings(serve_auth=False), "0.0.0.0") is None  # said in so many words
+
+
 def test_the_prediction_service_asks_for_the_mlflow_users_credentials() -> None:
     from taxi_duration.serve import Credentials
 

@@ -123,7 +123,7 @@ class StackConfig:
             output_dir=Path(env.get("TAXI_DURATION_OUTPUT_DIR") or directory / "outputs").resolve(),
             host=host,
             auth=_flag(env, "TAXI_DURATION_STACK_AUTH", bool(recorded.get("auth")))
-            or not _is_loopback(host),
+            or not is_loopback(host),
             credentials={name: env[name] for name in CREDENTIALS if env.get(name)},
             serve_colors=serve_colors,
             serve_ports=_serve_ports(env, serve_colors, recorded.get("serve_ports")),
@@ -175,7 +175,7 @@ class StackConfig:
             return
         why = (
             "TAXI_DURATION_STACK_AUTH is on"
-            if _is_loopback(self.host)
+            if is_loopback(self.host)
             else f"TAXI_DURATION_STACK_HOST {self.host!r} is not a loopback address"
         )
         missing = [name for name in CREDENTIALS if name not in self.credentials]
@@ -364,7 +364,7 @@ def with_serve_ports(config: StackConfig) -> StackConfig:
     return replace(config, serve_ports=ports)
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
