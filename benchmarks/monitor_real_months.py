@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from taxi_duration import checks, models, monitor
 from taxi_duration.evaluate import rmse
-from taxi_duration.features import Preprocessor
+from taxi_duration.features.preprocessor import Preprocessor
 from taxi_duration.months import Month
 from taxi_duration.prepare import PreparedTrips, prepare_trips
 

@@ -112,7 +112,7 @@ def run_project(path: str, color: str, features: str, timer: Timer) -> dict[str,
     import taxi_duration
     from taxi_duration import models
     from taxi_duration.cache import PreparedCache, prepare_cached
-    from taxi_duration.features import Preprocessor
+    from taxi_duration.features.preprocessor import Preprocessor
     from taxi_duration.prepare import prepare_trips
 
     fallbacks: list[str] = []

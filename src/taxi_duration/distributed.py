@@ -29,9 +29,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from taxi_duration import features, models, prepare
+from taxi_duration import models, prepare
 from taxi_duration.choices import REQUEST_COLUMNS
 from taxi_duration.errors import InvalidInputError
+from taxi_duration.features import preprocessor as features
 
 if TYPE_CHECKING:
     import dask.dataframe as dd

@@ -17,7 +17,7 @@ import pytest
 from tlc_samples import make_trips, write_month
 
 from taxi_duration import models
-from taxi_duration.features import Preprocessor
+from taxi_duration.features.preprocessor import Preprocessor
 from taxi_duration.months import Month
 from taxi_duration.prepare import REQUEST_COLUMNS, prepare_trips
 

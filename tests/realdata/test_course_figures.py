@@ -19,7 +19,7 @@ from mlflow.tracking import MlflowClient
 from taxi_duration import models
 from taxi_duration.backtest import PairResult
 from taxi_duration.evaluate import rmse
-from taxi_duration.features import Preprocessor
+from taxi_duration.features.preprocessor import Preprocessor
 from taxi_duration.flows.backtest import backtest
 from taxi_duration.flows.train import train
 from taxi_duration.prepare import PreparedTrips, prepare_trips

@@ -12,7 +12,7 @@ import scipy.sparse as sp
 from sklearn.feature_extraction import DictVectorizer
 
 from taxi_duration.errors import InvalidInputError
-from taxi_duration.features import (
+from taxi_duration.features.preprocessor import (
     FEATURE_SETS,
     STATISTIC_FEATURES,
     Preprocessor,

@@ -18,7 +18,7 @@ from taxi_duration import models
 from taxi_duration.cpus import available_cpus
 from taxi_duration.errors import InvalidInputError
 from taxi_duration.evaluate import rmse
-from taxi_duration.features import Preprocessor
+from taxi_duration.features.preprocessor import Preprocessor
 from taxi_duration.models import (
     DEFAULT_XGBOOST,
     MONOTONE_IN_DISTANCE,

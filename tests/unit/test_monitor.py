@@ -14,7 +14,7 @@ from taxi_duration import models, monitor
 from taxi_duration.checks import month_figures
 from taxi_duration.errors import InvalidInputError
 from taxi_duration.evaluate import rmse
-from taxi_duration.features import Preprocessor
+from taxi_duration.features.preprocessor import Preprocessor
 from taxi_duration.months import Month
 from taxi_duration.prepare import prepare_trips
 

@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from taxi_duration.errors import DataError
-from taxi_duration.features import FEATURE_SETS, Preprocessor
+from taxi_duration.features.preprocessor import FEATURE_SETS, Preprocessor
 from taxi_duration.prepare import prepare_trips
 
 Trip = tuple[int | None, int | None, int | None, int | None, float | None]

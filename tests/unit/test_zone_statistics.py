@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from taxi_duration import features
 from taxi_duration.errors import InvalidInputError
-from taxi_duration.features import (
+from taxi_duration.features import preprocessor as features
+from taxi_duration.features.preprocessor import (
     PAIR_PRIOR_TRIPS,
     STATISTIC_FEATURES,
     ZONE_PRIOR_TRIPS,
