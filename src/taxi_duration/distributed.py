@@ -33,6 +33,7 @@ from taxi_duration import models, prepare
 from taxi_duration.choices import REQUEST_COLUMNS
 from taxi_duration.errors import InvalidInputError
 from taxi_duration.features import preprocessor as features
+from taxi_duration.features.encoding import absent_features
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -368,7 +369,7 @@ def train_on_cluster(
 
     start = time.perf_counter()
     request = [name for name in REQUEST_COLUMNS if name in trips.columns]
-    absent = features.absent_features(config.feature_set, trips[request].count().compute())
+    absent = absent_features(config.feature_set, trips[request].count().compute())
     preprocessor = features.Preprocessor.of_statistics(config.feature_set, statistics.whole, absent)
     shared = dask.delayed(preprocessor, traverse=False)
     by_fold = dask.delayed(statistics.by_fold, traverse=False)

@@ -12,13 +12,12 @@ import scipy.sparse as sp
 from sklearn.feature_extraction import DictVectorizer
 
 from taxi_duration.errors import InvalidInputError
+from taxi_duration.features.encoding import absent_features, numeric_values
 from taxi_duration.features.preprocessor import (
     FEATURE_SETS,
     STATISTIC_FEATURES,
     Preprocessor,
-    absent_features,
     feature_set,
-    numeric_values,
 )
 from taxi_duration.prepare import REQUEST_COLUMNS
 
