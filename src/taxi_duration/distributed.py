@@ -32,8 +32,20 @@ import pyarrow as pa
 from taxi_duration import models, prepare
 from taxi_duration.choices import REQUEST_COLUMNS
 from taxi_duration.errors import InvalidInputError
-from taxi_duration.features import preprocessor as features
 from taxi_duration.features.encoding import absent_features
+from taxi_duration.features.preprocessor import Preprocessor
+from taxi_duration.features.zone_statistics import (
+    PAIR_SLOTS,
+    STATISTIC_FOLDS,
+    ZONE_SLOTS,
+    GroupMedians,
+    ZoneStatistics,
+    complement_medians,
+    pair_slots,
+    statistic_folds,
+    statistic_inputs,
+    statistics_by_fold,
+)
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -45,9 +57,9 @@ DEFAULT_WORKERS = 2
 _ALL = "all"  # the column suffix of statistics over every row (not one fold's complement)
 # The slots each statistic groups by, and how many there are.
 _STATISTIC_KEYS = {
-    "pickup": features.ZONE_SLOTS,
-    "dropoff": features.ZONE_SLOTS,
-    "pair": features.PAIR_SLOTS,
+    "pickup": ZONE_SLOTS,
+    "dropoff": ZONE_SLOTS,
+    "pair": PAIR_SLOTS,
 }
 
 
@@ -117,9 +129,7 @@ def _with_folds(
     held = np.zeros(len(frame), dtype=bool)
     if holdout_fraction is not None and len(frame):
         held[models.holdout_split(len(frame), holdout_fraction, seed + number)[1]] = True
-    return frame.assign(
-        fold=features.statistic_folds(len(frame), number).astype(np.int8), holdout=held
-    )
+    return frame.assign(fold=statistic_folds(len(frame), number).astype(np.int8), holdout=held)
 
 
 def read_prepared(
@@ -145,7 +155,7 @@ def read_prepared(
 
 def _statistic_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """What the zone statistics group: zone and pair slots (-1: unknown), duration, speed, fold."""
-    pickup, dropoff, distance = features.statistic_inputs(frame)
+    pickup, dropoff, distance = statistic_inputs(frame)
     duration = frame["duration"].to_numpy(dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         speed = distance / duration
@@ -154,7 +164,7 @@ def _statistic_rows(frame: pd.DataFrame) -> pd.DataFrame:
         {
             "pickup": np.where(pickup > 0, pickup, -1).astype(np.int32),
             "dropoff": np.where(dropoff > 0, dropoff, -1).astype(np.int32),
-            "pair": np.where(known, features.pair_slots(pickup, dropoff), -1).astype(np.int32),
+            "pair": np.where(known, pair_slots(pickup, dropoff), -1).astype(np.int32),
             "duration": duration,
             "speed": speed,
             "fold": frame["fold"].to_numpy(),
@@ -172,10 +182,8 @@ def _complement_medians(rows: pd.DataFrame, key: str) -> pd.DataFrame:
     for kind in ("duration", "speed"):
         values = rows[kind].to_numpy(dtype=np.float64)
         finite = np.isfinite(values)
-        variants = features.complement_medians(slots[finite], values[finite], folds[finite], size)
-        for fold, (median, count) in zip(
-            (_ALL, *range(features.STATISTIC_FOLDS)), variants, strict=True
-        ):
+        variants = complement_medians(slots[finite], values[finite], folds[finite], size)
+        for fold, (median, count) in zip((_ALL, *range(STATISTIC_FOLDS)), variants, strict=True):
             columns[f"{kind}_median_{fold}"] = median
             columns[f"{kind}_count_{fold}"] = count
     table = pd.DataFrame(columns)
@@ -186,7 +194,7 @@ def _complement_medians(rows: pd.DataFrame, key: str) -> pd.DataFrame:
 
 def _medians_of(
     tables: dict[str, pd.DataFrame], months: dict[str, float], kind: str, fold: str
-) -> features.GroupMedians:
+) -> GroupMedians:
     def slots(key: str, size: int) -> tuple[np.ndarray, np.ndarray]:
         table = tables[key]
         median, count = np.zeros(size), np.zeros(size)
@@ -196,11 +204,11 @@ def _medians_of(
         count[index] = table[f"{kind}_count_{fold}"].to_numpy()[present]
         return median, count
 
-    return features.GroupMedians(
+    return GroupMedians(
         month=months[f"{kind}_{fold}"],
-        pickup=slots("pickup", features.ZONE_SLOTS),
-        dropoff=slots("dropoff", features.ZONE_SLOTS),
-        pair=slots("pair", features.PAIR_SLOTS),
+        pickup=slots("pickup", ZONE_SLOTS),
+        dropoff=slots("dropoff", ZONE_SLOTS),
+        pair=slots("pair", PAIR_SLOTS),
     )
 
 
@@ -208,14 +216,14 @@ def _medians_of(
 class WindowStatistics:
     """The window's zone statistics, and each fold's (from the other folds' rows)."""
 
-    whole: features.ZoneStatistics
-    by_fold: tuple[features.ZoneStatistics, ...]
+    whole: ZoneStatistics
+    by_fold: tuple[ZoneStatistics, ...]
 
 
 def zone_statistics(trips: dd.DataFrame) -> WindowStatistics:
     """The statistics ``Preprocessor.fit`` and ``out_of_fold_statistics`` compute, on the
     workers: the trips shuffled by zone or pair, each partition's medians by
-    ``features.complement_medians``, the window's median approximate (Dask's quantile)."""
+    ``complement_medians``, the window's median approximate (Dask's quantile)."""
     import dask
 
     rows = trips.map_partitions(_statistic_rows, meta=_statistic_rows(trips._meta))
@@ -227,7 +235,7 @@ def zone_statistics(trips: dd.DataFrame) -> WindowStatistics:
     months: dict[str, Any] = {}
     for kind in ("duration", "speed"):
         months[f"{kind}_{_ALL}"] = rows[kind].quantile(0.5)
-        for fold in range(features.STATISTIC_FOLDS):
+        for fold in range(STATISTIC_FOLDS):
             months[f"{kind}_{fold}"] = rows[rows["fold"] != fold][kind].quantile(0.5)
     lazy["months"] = months
     lazy["folds"] = rows["fold"].value_counts()
@@ -237,8 +245,8 @@ def zone_statistics(trips: dd.DataFrame) -> WindowStatistics:
     fold_rows = computed["folds"]
     n_rows = float(fold_rows.sum())
 
-    def statistics(fold: str, scale: float = 1.0) -> features.ZoneStatistics:
-        return features.ZoneStatistics.of_medians(
+    def statistics(fold: str, scale: float = 1.0) -> ZoneStatistics:
+        return ZoneStatistics.of_medians(
             _medians_of(tables, medians, "duration", fold),
             _medians_of(tables, medians, "speed", fold),
             scale,
@@ -247,24 +255,24 @@ def zone_statistics(trips: dd.DataFrame) -> WindowStatistics:
     by_fold = tuple(
         # Counts from (K-1)/K of the window, scaled so that they read like the whole window's.
         statistics(str(fold), n_rows / max(n_rows - float(fold_rows.get(fold, 0)), 1.0))
-        for fold in range(features.STATISTIC_FOLDS)
+        for fold in range(STATISTIC_FOLDS)
     )
     return WindowStatistics(whole=statistics(_ALL), by_fold=by_fold)
 
 
 def _model_input(
-    frame: pd.DataFrame, preprocessor: features.Preprocessor, by_fold: Sequence[Any] | None
+    frame: pd.DataFrame, preprocessor: Preprocessor, by_fold: Sequence[Any] | None
 ) -> pd.DataFrame:
     """What a local model is given for prepared trips: the training rows (``by_fold``) with
     the statistics of their fold, other rows with the window's."""
     if by_fold is None:
         return preprocessor.transform_frame(frame)
-    statistics = features.statistics_by_fold(frame, frame["fold"].to_numpy(), by_fold)
+    statistics = statistics_by_fold(frame, frame["fold"].to_numpy(), by_fold)
     return preprocessor.transform_frame(frame, statistics=statistics)
 
 
 def _boosting_rows(
-    frame: pd.DataFrame, preprocessor: features.Preprocessor, by_fold: Sequence[Any] | None
+    frame: pd.DataFrame, preprocessor: Preprocessor, by_fold: Sequence[Any] | None
 ) -> pd.DataFrame:
     """``_model_input`` with the categoricals as their codes (float32, NaN where missing), typed
     "c" for XGBoost, and the label (and, for training rows, whether they are held out).
@@ -370,7 +378,7 @@ def train_on_cluster(
     start = time.perf_counter()
     request = [name for name in REQUEST_COLUMNS if name in trips.columns]
     absent = absent_features(config.feature_set, trips[request].count().compute())
-    preprocessor = features.Preprocessor.of_statistics(config.feature_set, statistics.whole, absent)
+    preprocessor = Preprocessor.of_statistics(config.feature_set, statistics.whole, absent)
     shared = dask.delayed(preprocessor, traverse=False)
     by_fold = dask.delayed(statistics.by_fold, traverse=False)
     meta = _boosting_rows(trips._meta, preprocessor, statistics.by_fold)

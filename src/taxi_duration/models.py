@@ -27,7 +27,8 @@ from taxi_duration.choices import XGBoostParams as XGBoostParams
 from taxi_duration.choices import training_config as training_config
 from taxi_duration.cpus import available_cpus
 from taxi_duration.errors import InvalidInputError
-from taxi_duration.features.preprocessor import Preprocessor, training_statistics
+from taxi_duration.features.preprocessor import Preprocessor
+from taxi_duration.features.zone_statistics import training_statistics
 from taxi_duration.prepare import normalize_raw_trips
 
 # A one-hot matrix or a frame with categoricals, by the model's encoding.

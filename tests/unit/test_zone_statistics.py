@@ -9,14 +9,12 @@ import pandas as pd
 import pytest
 
 from taxi_duration.errors import InvalidInputError
-from taxi_duration.features import preprocessor as features
-from taxi_duration.features.preprocessor import (
+from taxi_duration.features import zone_statistics
+from taxi_duration.features.preprocessor import STATISTIC_FEATURES, Preprocessor, feature_set
+from taxi_duration.features.zone_statistics import (
     PAIR_PRIOR_TRIPS,
-    STATISTIC_FEATURES,
     ZONE_PRIOR_TRIPS,
-    Preprocessor,
     ZoneStatistics,
-    feature_set,
     fit_zone_statistics,
     out_of_fold_statistics,
 )
@@ -166,10 +164,10 @@ def test_the_folds_fitted_on_threads_give_what_one_thread_gives(
 ) -> None:
     """The groupings' medians run on the available CPUs (numpy sorts without the GIL): same
     values."""
-    monkeypatch.setattr(features, "available_cpus", lambda: 1)
+    monkeypatch.setattr(zone_statistics, "available_cpus", lambda: 1)
     serial = out_of_fold_statistics(green_train)
     whole = fit_zone_statistics(green_train)
-    monkeypatch.setattr(features, "available_cpus", lambda: 4)
+    monkeypatch.setattr(zone_statistics, "available_cpus", lambda: 4)
     threaded = out_of_fold_statistics(green_train)
     for name in STATISTIC_FEATURES:
         np.testing.assert_array_equal(threaded[name], serial[name])
@@ -200,9 +198,9 @@ def test_complement_medians_are_pandas_medians_of_all_rows_and_of_each_folds_com
     slots = np.where(rng.random(rows) < 0.7, rng.integers(1, 4, rows), rng.integers(1, size, rows))
     values = np.round(rng.gamma(2.0, 7.0, rows) * 60) / 60 + 1  # whole seconds: many ties
     values[rng.random(rows) < 0.05] *= -3.5
-    folds = features.statistic_folds(rows)
-    variants = features.complement_medians(slots, values, folds, size)
-    assert len(variants) == 1 + features.STATISTIC_FOLDS
+    folds = zone_statistics.statistic_folds(rows)
+    variants = zone_statistics.complement_medians(slots, values, folds, size)
+    assert len(variants) == 1 + zone_statistics.STATISTIC_FOLDS
     for variant, (median, count) in enumerate(variants):
         rest = folds != variant - 1  # variant 0: every row
         expected_median, expected_count = _pandas_medians(slots[rest], values[rest], size)
@@ -211,7 +209,7 @@ def test_complement_medians_are_pandas_medians_of_all_rows_and_of_each_folds_com
         assert median[0] == 0
         assert count[0] == 0
     (median, count), *_ = variants
-    (alone,) = features.complement_medians(slots, values, None, size)
+    (alone,) = zone_statistics.complement_medians(slots, values, None, size)
     np.testing.assert_array_equal(alone[0], median)
     np.testing.assert_array_equal(alone[1], count)
 
@@ -221,14 +219,14 @@ def test_the_folds_are_a_seeded_balanced_split_the_same_as_ever() -> None:
     that models trained before and after give their rows the same statistics."""
     for rows, stream in ((1_003, None), (250, 7)):
         seed = [42, stream] if stream is not None else 42
-        expected = np.random.default_rng(seed).permutation(rows) % features.STATISTIC_FOLDS
-        np.testing.assert_array_equal(features.statistic_folds(rows, stream), expected)
+        expected = np.random.default_rng(seed).permutation(rows) % zone_statistics.STATISTIC_FOLDS
+        np.testing.assert_array_equal(zone_statistics.statistic_folds(rows, stream), expected)
 
 
 def test_one_fit_gives_the_months_statistics_and_its_rows_out_of_fold(
     green_train: pd.DataFrame,
 ) -> None:
-    fitted = features.training_statistics(green_train)
+    fitted = zone_statistics.training_statistics(green_train)
     whole = fit_zone_statistics(green_train)
     for field in dataclasses.fields(ZoneStatistics):
         np.testing.assert_array_equal(getattr(fitted.whole, field.name), getattr(whole, field.name))
@@ -243,5 +241,5 @@ def test_zone_slots_of_categorical_zones_are_those_of_plain_ids() -> None:
     ids = np.array([1.0, 265.0, 0.0, 266.0, np.nan, 132.0, -4.0, 1e9, 132.0])
     expected = np.array([1, 265, 0, 0, 0, 132, 0, 0, 132])
     for column in (pd.Series(ids), pd.Series(pd.Categorical(ids))):
-        slots = features.zone_slots(pd.DataFrame({"PULocationID": column}), "PULocationID")
+        slots = zone_statistics.zone_slots(pd.DataFrame({"PULocationID": column}), "PULocationID")
         np.testing.assert_array_equal(slots, expected)
