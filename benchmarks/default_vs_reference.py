@@ -37,8 +37,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from taxi_duration import models
+from taxi_duration.choices import FeatureSet
 from taxi_duration.evaluate import rmse
-from taxi_duration.features.preprocessor import FeatureSet, Preprocessor
+from taxi_duration.features.preprocessor import Preprocessor
 from taxi_duration.months import Month
 from taxi_duration.prepare import PreparedTrips, prepare_trips
 from taxi_duration.tune import tune_xgboost

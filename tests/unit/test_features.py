@@ -11,14 +11,10 @@ import pytest
 import scipy.sparse as sp
 from sklearn.feature_extraction import DictVectorizer
 
+from taxi_duration.choices import FEATURE_SETS, STATISTIC_FEATURES, feature_set
 from taxi_duration.errors import InvalidInputError
 from taxi_duration.features.encoding import absent_features, numeric_values
-from taxi_duration.features.preprocessor import (
-    FEATURE_SETS,
-    STATISTIC_FEATURES,
-    Preprocessor,
-    feature_set,
-)
+from taxi_duration.features.preprocessor import Preprocessor
 from taxi_duration.prepare import REQUEST_COLUMNS
 
 

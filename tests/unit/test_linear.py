@@ -13,7 +13,8 @@ from sklearn.linear_model import LinearRegression
 from tlc_samples import make_trips
 
 from taxi_duration import linear
-from taxi_duration.features.preprocessor import Preprocessor, feature_set
+from taxi_duration.choices import feature_set
+from taxi_duration.features.preprocessor import Preprocessor
 from taxi_duration.linear import compact_lsqr, fit_linear_regression
 from taxi_duration.models import fit_estimator, training_config
 from taxi_duration.months import Month

@@ -26,8 +26,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from taxi_duration.choices import FEATURE_SETS
 from taxi_duration.errors import DataError
-from taxi_duration.features.preprocessor import FEATURE_SETS, Preprocessor
+from taxi_duration.features.preprocessor import Preprocessor
 from taxi_duration.prepare import prepare_trips
 
 Trip = tuple[int | None, int | None, int | None, int | None, float | None]

@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from taxi_duration.choices import STATISTIC_FEATURES, feature_set
 from taxi_duration.errors import InvalidInputError
 from taxi_duration.features import zone_statistics
-from taxi_duration.features.preprocessor import STATISTIC_FEATURES, Preprocessor, feature_set
+from taxi_duration.features.preprocessor import Preprocessor
 from taxi_duration.features.zone_statistics import (
     PAIR_PRIOR_TRIPS,
     ZONE_PRIOR_TRIPS,

@@ -30,11 +30,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from taxi_duration.choices import FEATURE_SETS as FEATURE_SETS
-from taxi_duration.choices import STATISTIC_FEATURES as STATISTIC_FEATURES
-from taxi_duration.choices import ZONE_COLUMNS
-from taxi_duration.choices import FeatureSet as FeatureSet
-from taxi_duration.choices import feature_set as feature_set
+from taxi_duration.choices import ZONE_COLUMNS, FeatureSet
 from taxi_duration.errors import InvalidInputError
 from taxi_duration.features.encoding import (
     TLC_ZONE_IDS,
