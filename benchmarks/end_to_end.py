@@ -67,7 +67,7 @@ def probe(argv: list[str]) -> None:
     import mlflow.pyfunc  # noqa: F401 (what a train run loads, loaded here to be timed)
 
     import taxi_duration.flows.train
-    import taxi_duration.tracking
+    import taxi_duration.tracking.runs
 
     stamps["imported"] = time.time()
     if not os.environ.get("PREFECT_API_URL"):

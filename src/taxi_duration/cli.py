@@ -314,10 +314,10 @@ def _run(spec: Spec) -> dict[str, Any]:
     if isinstance(spec, PromoteSpec):  # no flow: a few registry calls
         from dataclasses import asdict
 
-        from taxi_duration import tracking
         from taxi_duration.settings import Settings
+        from taxi_duration.tracking import runs
 
-        return asdict(tracking.set_champion(Settings(), spec.color, str(spec.version)))
+        return asdict(runs.set_champion(Settings(), spec.color, str(spec.version)))
     if isinstance(spec, ServeSpec):  # no flow: a server until stopped
         from taxi_duration.serve import PredictionService
         from taxi_duration.settings import Settings

@@ -39,11 +39,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from taxi_duration import tracking
 from taxi_duration.errors import InvalidInputError, ServeError, TaxiDurationError
 from taxi_duration.promote import CHAMPION
 from taxi_duration.settings import Settings
 from taxi_duration.stack.config import LOOPBACK, is_loopback
+from taxi_duration.tracking import runs
 from taxi_duration.trip_requests import (
     SMOKE_TRIP,
     checked_trips,
@@ -117,7 +117,7 @@ class ChampionFollower:
     def poll(self) -> None:
         """Look at the alias once; load, smoke-test and swap in a champion not yet served."""
         try:
-            champion = tracking.champion_version(self.settings, self.color)
+            champion = runs.champion_version(self.settings, self.color)
         except TaxiDurationError as error:  # the registry is down: keep serving what we have
             self._fail(f"registry not read: {error}")
             return
@@ -130,7 +130,7 @@ class ChampionFollower:
             return
         started = time.perf_counter()
         try:
-            model = tracking.load_version(self.settings, champion, self.color)
+            model = runs.load_version(self.settings, champion, self.color)
             predict = predictor(model)
             _smoke_test(predict)
         except Exception as error:  # whatever a version does wrong, the served one stays

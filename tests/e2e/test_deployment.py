@@ -23,7 +23,7 @@ from mlflow.tracking import MlflowClient
 from ports import free_port
 from team_stack import BIN, ISOLATED, Stack, run
 
-from taxi_duration.tracking import REUSED_VERSION_TAG
+from taxi_duration.tracking.runs import REUSED_VERSION_TAG
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,7 @@ from taxi_duration.flows.backtest import backtest_pairs
 from taxi_duration.flows.train import train
 from taxi_duration.flows.tune import tune
 from taxi_duration.specs import BacktestSpec, TrainSpec, TuneSpec
-from taxi_duration.tracking import SKIP_CHECKS_TAG
+from taxi_duration.tracking.runs import SKIP_CHECKS_TAG
 
 pytestmark = pytest.mark.slow
 

@@ -11,13 +11,13 @@ import pytest
 from mlflow.tracking import MlflowClient
 from tlc_samples import make_trips
 
-from taxi_duration import tracking
 from taxi_duration.errors import InvalidInputError, RegistryError
 from taxi_duration.flows.predict import predict
 from taxi_duration.flows.train import train
 from taxi_duration.months import Month
 from taxi_duration.settings import Settings
 from taxi_duration.specs import PredictSpec, TrainSpec
+from taxi_duration.tracking.runs import set_champion
 
 pytestmark = pytest.mark.slow
 NAME = "nyc-taxi-duration-green"
@@ -74,7 +74,7 @@ def test_promote_by_hand_rolls_back_and_rejects_unknown_versions(
     train(TrainSpec.parse(year=2023, month=1))
     train(TrainSpec.parse(year=2023, month=1, model="linear", features="separate"))
     settings = Settings()
-    promotion = tracking.set_champion(settings, "green", "2")
+    promotion = set_champion(settings, "green", "2")
     assert (promotion.version, promotion.previous) == ("2", "1")
     runs = {v: registry.get_run(registry.get_model_version(NAME, v).run_id) for v in "12"}
     assert promotion.rmse == runs["2"].data.metrics["rmse"]
@@ -85,10 +85,10 @@ def test_promote_by_hand_rolls_back_and_rejects_unknown_versions(
     assert "champion: set by hand (was v1)" in registry.get_model_version(NAME, "2").description
     assert "challenger: replaced by hand" in registry.get_model_version(NAME, "1").description
     with pytest.raises(InvalidInputError, match="version 7 of model 'nyc-taxi-duration-green'"):
-        tracking.set_champion(settings, "green", "7")
+        set_champion(settings, "green", "7")
     # Another color's model: its own versions, its own champion.
     with pytest.raises(InvalidInputError, match="nyc-taxi-duration-yellow"):
-        tracking.set_champion(settings, "yellow", "2")
+        set_champion(settings, "yellow", "2")
     assert _alias(registry, "champion") == "2"
 
 

@@ -20,11 +20,12 @@ from prefect.client.schemas.filters import (
     ArtifactFilterFlowRunId,
 )
 
-from taxi_duration import cache, tracking
+from taxi_duration import cache
 from taxi_duration.errors import TrackingError
 from taxi_duration.flows.train import STEPS, train
 from taxi_duration.settings import Settings
 from taxi_duration.specs import TrainSpec
+from taxi_duration.tracking.runs import SKIP_CHECKS_TAG, experiment_id
 
 pytestmark = pytest.mark.slow
 
@@ -53,7 +54,7 @@ def test_flow_registers_a_version_with_its_metrics_and_a_summary_artifact(
     assert summary.rows_kept < summary.rows_loaded == 2000
     assert set(summary.timings) == set(STEPS)
     # Both months passed the data checks; their figures are the run's metrics.
-    assert run.data.tags[tracking.SKIP_CHECKS_TAG] == "false"
+    assert run.data.tags[SKIP_CHECKS_TAG] == "false"
     assert run.data.metrics["check_train_kept_rows"] == summary.rows_kept
     assert run.data.metrics["check_val_kept_rows"] == summary.val_rows
     assert run.data.metrics["check_val_kept_share"] == summary.val_rows / 2000
@@ -256,9 +257,9 @@ def test_an_experiment_made_without_a_kind_gets_the_model_training_view(
     settings = Settings()
     old = registry.create_experiment(settings.experiment_name)  # as MLflow 2 made it: no kind
     assert "mlflow.experimentKind" not in registry.get_experiment(old).tags
-    assert tracking.experiment_id(registry, settings) == old
+    assert experiment_id(registry, settings) == old
     assert registry.get_experiment(old).tags["mlflow.experimentKind"] == "custom_model_development"
     # A kind chosen in the UI is the user's: kept.
     registry.set_experiment_tag(old, "mlflow.experimentKind", "genai_development")
-    tracking.experiment_id(registry, settings)
+    experiment_id(registry, settings)
     assert registry.get_experiment(old).tags["mlflow.experimentKind"] == "genai_development"

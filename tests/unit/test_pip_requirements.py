@@ -6,7 +6,7 @@ from importlib.metadata import PackageNotFoundError
 
 import pytest
 
-from taxi_duration import tracking
+from taxi_duration.tracking import runs
 
 
 @pytest.mark.parametrize("installed", ["xgboost-cpu", "xgboost"])
@@ -18,7 +18,7 @@ def test_the_installed_xgboost_wheel_is_named(
             raise PackageNotFoundError(name)
         return "1.0"
 
-    monkeypatch.setattr(tracking, "package_version", version)
-    requirements = tracking.pip_requirements()
+    monkeypatch.setattr(runs, "package_version", version)
+    requirements = runs.pip_requirements()
     assert [r for r in requirements if r.startswith("xgboost")] == [f"{installed}==1.0"]
     assert "scikit-learn==1.0" in requirements

@@ -26,7 +26,7 @@ from prefect.futures import PrefectFuture
 from prefect.task_runners import TaskRunner
 from prefect_dask.task_runners import DaskTaskRunner
 
-from taxi_duration import __version__, evaluate, models, prepare, tracking
+from taxi_duration import __version__, evaluate, models, prepare
 from taxi_duration import backtest as steps
 from taxi_duration.cache import PreparedCache
 from taxi_duration.cpus import threads_per_job
@@ -43,6 +43,7 @@ from taxi_duration.flows.tasks import (
 from taxi_duration.months import Month
 from taxi_duration.settings import Settings
 from taxi_duration.specs import BacktestSpec
+from taxi_duration.tracking import runs
 
 
 def task_runner(
@@ -179,7 +180,7 @@ def _collect(
 
 def _track(settings: Settings, summary: steps.BacktestSummary, skip_checks: bool) -> None:
     """One parent run, a nested run per pair, the chart as the parent's artifact."""
-    with tracking.parent_run(
+    with runs.parent_run(
         settings,
         f"backtest-{summary.color}-{summary.start}-{summary.end}",
         {
@@ -188,12 +189,12 @@ def _track(settings: Settings, summary: steps.BacktestSummary, skip_checks: bool
             "start": summary.start,
             "end": summary.end,
             "taxi_duration_version": __version__,
-            tracking.SKIP_CHECKS_TAG: str(skip_checks).lower(),
+            runs.SKIP_CHECKS_TAG: str(skip_checks).lower(),
         },
     ) as run_id:
         summary.run_id, summary.tracking_uri = run_id, settings.tracking_uri
         for result in summary.results:
-            tracking.log_nested_run(
+            runs.log_nested_run(
                 settings,
                 run_id,
                 f"{result.train}-{result.val}",
@@ -203,11 +204,11 @@ def _track(settings: Settings, summary: steps.BacktestSummary, skip_checks: bool
             )
         with tempfile.TemporaryDirectory(prefix="taxi-duration-") as work_dir:
             chart = steps.rmse_chart(summary, Path(work_dir) / "backtest_rmse.png")
-            tracking.log_parent_results(
+            runs.log_parent_results(
                 settings, run_id, summary.params(), summary.overall_metrics(), chart
             )
         summary.chart = chart.name
-        tracking.end_run(settings, run_id, "FAILED" if summary.failed else "FINISHED")
+        runs.end_run(settings, run_id, "FAILED" if summary.failed else "FINISHED")
 
 
 @flow(name="backtest-pairs", log_prints=True)

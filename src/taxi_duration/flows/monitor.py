@@ -18,7 +18,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
-from taxi_duration import checks, prepare, tracking
+from taxi_duration import checks, prepare
 from taxi_duration import monitor as monitor_step
 from taxi_duration.alerts import DEGRADED_EVENT
 from taxi_duration.cache import PreparedCache
@@ -28,11 +28,12 @@ from taxi_duration.flows.tasks import check_task, check_thresholds, ingest_month
 from taxi_duration.months import Month
 from taxi_duration.settings import Settings
 from taxi_duration.specs import MonitorSpec
+from taxi_duration.tracking import runs
 
 _NEWEST_MONTH = MonitorSpec()  # a spec without a month: a scheduled run chooses it
 
 
-def champion_months(champion: tracking.ChampionRecord) -> list[Month]:
+def champion_months(champion: runs.ChampionRecord) -> list[Month]:
     """The months the champion saw: its training window and its validation month."""
     window = [Month.parse(champion.train_month)]
     while len(window) < champion.window:
@@ -61,14 +62,14 @@ def scheduled_month(settings: Settings, color: str) -> Month:
 def judge_task(
     settings: Settings,
     spec: MonitorSpec,
-    champion: tracking.ChampionRecord,
+    champion: runs.ChampionRecord,
     month: Month,
     training: prepare.PreparedTrips,
     current: prepare.PreparedTrips,
     figures: checks.MonthFigures,
 ) -> monitor_step.MonitorReport:
     assert champion.validation_rmse is not None
-    model = tracking.version_model(settings, champion.version, spec.color)
+    model = runs.version_model(settings, champion.version, spec.color)
     report = monitor_step.judge(
         month=f"{spec.color} {month}",
         model_version=champion.version,
@@ -96,9 +97,9 @@ def _markdown(report: monitor_step.MonitorReport) -> str:
     )
 
 
-def _champion(settings: Settings, color: str) -> tracking.ChampionRecord:
+def _champion(settings: Settings, color: str) -> runs.ChampionRecord:
     """The color's champion, with the validation RMSE it is judged against."""
-    champion = tracking.champion_record(settings, color)
+    champion = runs.champion_record(settings, color)
     model_name = settings.registered_model(color)
     if champion is None:
         raise RegistryError(f"{model_name} has no champion yet: train one before monitoring")
@@ -113,7 +114,7 @@ def _champion(settings: Settings, color: str) -> tracking.ChampionRecord:
 def judge_month(
     settings: Settings,
     spec: MonitorSpec,
-    champion: tracking.ChampionRecord,
+    champion: runs.ChampionRecord,
     month: Month,
     timings: dict[str, float],
 ) -> tuple[monitor_step.MonitorReport, str]:
@@ -133,7 +134,7 @@ def judge_month(
     with timed(timings, "judge", f"version {champion.version}"):
         report = judge_task(settings, spec, champion, month, training, current, figures)
     with timed(timings, "record"):
-        run_id = tracking.log_monitoring(
+        run_id = runs.log_monitoring(
             settings,
             run_name=f"monitor-{spec.color}-{month}",
             tags={
@@ -214,7 +215,7 @@ def monitor(spec: MonitorSpec = _NEWEST_MONTH) -> dict[str, Any]:
 def _monitor_range(
     settings: Settings,
     spec: MonitorSpec,
-    champion: tracking.ChampionRecord,
+    champion: runs.ChampionRecord,
     months: list[Month],
 ) -> dict[str, Any]:
     """Each month of the range judged as one month is, but the champion's own months and
@@ -245,7 +246,7 @@ def _monitor_range(
             title,
             Path(work_dir) / "decay.png",
         )
-        run_id = tracking.log_monitoring(
+        run_id = runs.log_monitoring(
             settings,
             run_name=f"monitor-{spec.color}-{months[0]}..{months[-1]}",
             tags={"color": spec.color, "model_name": model_name, "model_version": champion.version},

@@ -35,13 +35,13 @@ from taxi_duration import (
     prepare,
     promote,
     summary,
-    tracking,
 )
 from taxi_duration.alerts import PROMOTED_EVENT
 from taxi_duration.cache import PreparedCache, prepare_cached
 from taxi_duration.errors import TRANSIENT_ERRORS
 from taxi_duration.months import Month
 from taxi_duration.settings import Settings
+from taxi_duration.tracking import runs
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -217,7 +217,7 @@ def register_task(
     register: bool = True,
 ) -> summary.RegisteredModel:
     with tempfile.TemporaryDirectory(prefix="taxi-duration-") as work_dir:
-        logged = tracking.log_and_register(settings, model, record, Path(work_dir), register)
+        logged = runs.log_and_register(settings, model, record, Path(work_dir), register)
     if logged.model_version is None:
         get_run_logger().info("logged run %s, registered nothing", logged.run_id)
     elif logged.reused:
@@ -258,8 +258,8 @@ def promote_task(
         assert val is not None
         return promote.compare_on(
             val.frame["duration"].to_numpy(),
-            tracking.score_version(settings, version, val.frame, color),
-            tracking.score_version(settings, champion, val.frame, color),
+            runs.score_version(settings, version, val.frame, color),
+            runs.score_version(settings, champion, val.frame, color),
         )
 
     return _promote(settings, version, color, None if val is None else compared, min_improvement)
@@ -283,8 +283,8 @@ def promote_on_cluster_task(
             client,
             val_file,
             color,
-            tracking.version_model(settings, version, color),
-            tracking.version_model(settings, champion, color),
+            runs.version_model(settings, version, color),
+            runs.version_model(settings, champion, color),
         )
 
     return _promote(
@@ -303,9 +303,9 @@ def _promote(
     # leaves as the champion.
     with promotion_lock(settings, color):
         decision = promote.champion_by(
-            version, tracking.champion_version(settings, color), compared, min_improvement
+            version, runs.champion_version(settings, color), compared, min_improvement
         )
-        tracking.record_promotion(settings, color, version, decision)
+        runs.record_promotion(settings, color, version, decision)
     get_run_logger().info("version %s is the %s: %s", version, decision.alias, decision.reason)
     if decision.promoted:  # for the alerts (TAXI_DURATION_NOTIFY_ON_PROMOTION)
         model_name = settings.registered_model(color)
@@ -332,7 +332,7 @@ def promotion_lock(settings: Settings, color: str) -> Iterator[None]:
     concurrency limit of 1 named after the model, created on first use.
     """
     if settings.mlflow_tracking_uri is None:
-        with tracking.embedded_store_lock(settings):
+        with runs.embedded_store_lock(settings):
             yield
         return
     name = f"taxi-duration-promote-{settings.registered_model(color)}"

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from taxi_duration import checks, distributed, models, prepare, summary, tracking
+from taxi_duration import checks, distributed, models, prepare, summary
 from taxi_duration.cache import PreparedCache
 from taxi_duration.cpus import threads_per_job
 from taxi_duration.flows.progress import timed
@@ -31,6 +31,7 @@ from taxi_duration.ingest import tlc_url
 from taxi_duration.months import Month
 from taxi_duration.settings import Settings
 from taxi_duration.specs import TrainingSpec, TrainSpec
+from taxi_duration.tracking import runs
 
 STEPS = (
     "ingest",
@@ -207,7 +208,7 @@ def train_and_register(
         tags={
             **record.tags,
             **_prefect_tags(),
-            tracking.SKIP_CHECKS_TAG: str(spec.skip_checks).lower(),
+            runs.SKIP_CHECKS_TAG: str(spec.skip_checks).lower(),
         },
         charts=made,
     )
@@ -240,7 +241,7 @@ def _prefect_tags() -> dict[str, str]:
 
 def publish(settings: Settings, result: summary.TrainSummary, kind: str) -> None:
     """The summary as the flow run's Prefect artifact and the MLflow run's ``summary.md``."""
-    tracking.log_text(settings, result.run_id, result.markdown(), "summary.md")
+    runs.log_text(settings, result.run_id, result.markdown(), "summary.md")
     create_markdown_artifact(
         key=f"{kind}-summary",
         markdown=result.markdown(),

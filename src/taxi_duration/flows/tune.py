@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
-from taxi_duration import models, tracking
+from taxi_duration import models
 from taxi_duration import tune as tune_step
 from taxi_duration.flows.progress import timed
 from taxi_duration.flows.train import prepare_month_pair, publish, train_and_register
 from taxi_duration.settings import Settings
 from taxi_duration.specs import TuneSpec
 from taxi_duration.summary import TrainSummary
+from taxi_duration.tracking import runs
 
 
 @flow(name="search", log_prints=True)
@@ -24,7 +25,7 @@ def search(
         metrics = {"rmse": record.rmse} if record.rmse is not None else {}
         if record.rounds is not None:
             metrics["rounds"] = record.rounds
-        tracking.log_nested_run(
+        runs.log_nested_run(
             settings,
             parent_run_id,
             f"trial-{record.number}",
@@ -61,14 +62,14 @@ def tune(spec: TuneSpec) -> TrainSummary:
     settings = Settings()
     timings: dict[str, float] = {}
     months, data = prepare_month_pair(settings, spec, timings)
-    with tracking.parent_run(
+    with runs.parent_run(
         settings,
         f"tune-{spec.color}-{spec.train_month}",
         {"color": spec.color, "train_month": str(spec.train_month), "kind": "tune"},
     ) as parent_run_id:
         with timed(timings, "tune", f"{spec.trials} trials"):
             result = search(settings, spec, data, parent_run_id)
-        tracking.log_parent_results(settings, parent_run_id, {"n_trials": result.n_trials}, {})
+        runs.log_parent_results(settings, parent_run_id, {"n_trials": result.n_trials}, {})
         # The trials' seed too, so that the final model is the best trial's model.
         tuned = spec.config.with_xgboost_params({**result.best_params, "seed": spec.seed})
         summary = train_and_register(

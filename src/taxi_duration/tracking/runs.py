@@ -57,10 +57,10 @@ from taxi_duration.promote import CHALLENGER, CHAMPION, PromotionDecision
 from taxi_duration.settings import Settings
 from taxi_duration.summary import MonthData, RegisteredModel, RunRecord
 
-_PYFUNC_ENTRY_POINT = Path(__file__).with_name("pyfunc_model.py")
+_PYFUNC_ENTRY_POINT = Path(__file__).parents[1] / "pyfunc_model.py"
 # The package itself travels with each version (MLflow's code_paths): the pickled model's
 # classes load from it where taxi_duration is not installed.
-_PACKAGE_DIR = Path(__file__).parent
+_PACKAGE_DIR = Path(__file__).parents[1]
 # Listed explicitly: inferring them starts a subprocess and takes seconds.
 # Each a distribution name, or the names one module ships under: the installed one is named.
 _PIP_PACKAGES = (
