@@ -25,7 +25,8 @@ from taxi_duration.errors import TrackingError
 from taxi_duration.flows.train import STEPS, train
 from taxi_duration.settings import Settings
 from taxi_duration.specs import TrainSpec
-from taxi_duration.tracking.runs import SKIP_CHECKS_TAG, experiment_id
+from taxi_duration.tracking.runs import SKIP_CHECKS_TAG
+from taxi_duration.tracking.store import experiment_id
 
 pytestmark = pytest.mark.slow
 

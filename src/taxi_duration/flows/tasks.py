@@ -41,7 +41,7 @@ from taxi_duration.cache import PreparedCache, prepare_cached
 from taxi_duration.errors import TRANSIENT_ERRORS
 from taxi_duration.months import Month
 from taxi_duration.settings import Settings
-from taxi_duration.tracking import runs
+from taxi_duration.tracking import runs, store
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -332,7 +332,7 @@ def promotion_lock(settings: Settings, color: str) -> Iterator[None]:
     concurrency limit of 1 named after the model, created on first use.
     """
     if settings.mlflow_tracking_uri is None:
-        with runs.embedded_store_lock(settings):
+        with store.embedded_store_lock(settings):
             yield
         return
     name = f"taxi-duration-promote-{settings.registered_model(color)}"

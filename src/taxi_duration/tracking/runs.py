@@ -8,7 +8,6 @@ ended as FINISHED, so a failed run never leaves a model version behind.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import io
 import pickle
 import subprocess
@@ -37,7 +36,6 @@ from taxi_duration.errors import (
     InvalidInputError,
     RegistryError,
     TrackingError,
-    create_folder,
 )
 from taxi_duration.fingerprint import code_version, model_fingerprint
 from taxi_duration.ingest import file_digest
@@ -54,6 +52,13 @@ from taxi_duration.promote import CHALLENGER, CHAMPION, PromotionDecision
 from taxi_duration.settings import Settings
 from taxi_duration.summary import MonthData, RegisteredModel, RunRecord
 from taxi_duration.tracking.errors import _unless_unreachable, translate_errors
+from taxi_duration.tracking.store import (
+    _EXPERIMENT_KIND_TAG,
+    _MODEL_TRAINING_KIND,
+    _configure,
+    embedded_store_lock,
+    experiment_id,
+)
 
 _PYFUNC_ENTRY_POINT = Path(__file__).parents[1] / "pyfunc_model.py"
 # The package itself travels with each version (MLflow's code_paths): the pickled model's
@@ -103,77 +108,6 @@ def _raw_trip_signature() -> ModelSignature:
         inputs=Schema([*pickups, *zones, *distances, *optional]),
         outputs=Schema([ColSpec("double", "predicted_duration")]),
     )
-
-
-def _configure(settings: Settings) -> MlflowClient:
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.set_registry_uri(settings.tracking_uri)
-    uri = settings.tracking_uri
-    if settings.mlflow_tracking_uri is not None or uri in _READY_STORES:
-        return MlflowClient(tracking_uri=uri, registry_uri=uri)
-    # Two processes creating the sqlite store at once race in its schema migrations
-    # ("Online migration expected to match one row"): create it under a file lock.
-    with embedded_store_lock(settings):
-        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-        client.search_experiments(max_results=1)
-        client.search_registered_models(max_results=1)
-    _READY_STORES.add(settings.tracking_uri)
-    return client
-
-
-_READY_STORES: set[str] = set()
-
-
-@contextlib.contextmanager
-def embedded_store_lock(settings: Settings) -> Iterator[None]:
-    """An exclusive lock on the embedded (sqlite) store across processes; none for a server.
-
-    Held while the store is created, and while a new version is compared with the champion
-    and promoted, so that two runs at once never both take the champion from the same one.
-    """
-    if settings.mlflow_tracking_uri is not None:
-        yield
-        return
-    create_folder(settings.mlflow_dir, "MLflow folder", "TAXI_DURATION_MLFLOW_DIR")
-    with open(settings.mlflow_dir / ".lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-_EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
-_MODEL_TRAINING_KIND = "custom_model_development"
-
-
-def experiment_id(client: MlflowClient, settings: Settings) -> str:
-    """The experiment's id, created on first use (safe when two runs race to create it).
-
-    MLflow 3 opens an experiment without a kind in its GenAI view: one created without it
-    (e.g. by an older version of this project) gets the model-training kind; a kind chosen
-    in the UI is kept.
-    """
-    experiment = client.get_experiment_by_name(settings.experiment_name)
-    if experiment is not None:
-        if _EXPERIMENT_KIND_TAG not in experiment.tags:
-            client.set_experiment_tag(
-                experiment.experiment_id, _EXPERIMENT_KIND_TAG, _MODEL_TRAINING_KIND
-            )
-        return str(experiment.experiment_id)
-    try:
-        return str(
-            client.create_experiment(
-                settings.experiment_name,
-                artifact_location=settings.artifact_location,
-                tags={_EXPERIMENT_KIND_TAG: _MODEL_TRAINING_KIND},
-            )
-        )
-    except MlflowException:
-        experiment = client.get_experiment_by_name(settings.experiment_name)
-        if experiment is None:
-            raise
-        return str(experiment.experiment_id)
 
 
 @translate_errors
