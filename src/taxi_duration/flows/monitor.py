@@ -28,7 +28,7 @@ from taxi_duration.flows.tasks import check_task, check_thresholds, ingest_month
 from taxi_duration.months import Month
 from taxi_duration.settings import Settings
 from taxi_duration.specs import MonitorSpec
-from taxi_duration.tracking import runs
+from taxi_duration.tracking import monitoring, runs
 
 _NEWEST_MONTH = MonitorSpec()  # a spec without a month: a scheduled run chooses it
 
@@ -134,7 +134,7 @@ def judge_month(
     with timed(timings, "judge", f"version {champion.version}"):
         report = judge_task(settings, spec, champion, month, training, current, figures)
     with timed(timings, "record"):
-        run_id = runs.log_monitoring(
+        run_id = monitoring.log_monitoring(
             settings,
             run_name=f"monitor-{spec.color}-{month}",
             tags={
@@ -246,7 +246,7 @@ def _monitor_range(
             title,
             Path(work_dir) / "decay.png",
         )
-        run_id = runs.log_monitoring(
+        run_id = monitoring.log_monitoring(
             settings,
             run_name=f"monitor-{spec.color}-{months[0]}..{months[-1]}",
             tags={"color": spec.color, "model_name": model_name, "model_version": champion.version},
