@@ -2,7 +2,7 @@
 
 ``taxi-duration serve`` learns of a promotion by asking the registry where ``@champion``
 points, every ``TAXI_DURATION_SERVE_POLL_SECONDS`` (5 by default). This measures one such
-ask as the service makes it (``runs.champion_version``) against an ``mlflow server`` on
+ask as the service makes it (``registry.champion_version``) against an ``mlflow server`` on
 loopback over a store holding a champion: the CPU time of the asking process and of the
 MLflow server per poll, and what that makes at the default interval. Quiet-machine figures
 are the honest ones: CPU time, not wall time, is what is compared.
@@ -58,12 +58,12 @@ def main() -> None:
             time.sleep(0.5)
         os.environ["MLFLOW_TRACKING_URI"] = url
         from taxi_duration.settings import Settings
-        from taxi_duration.tracking import runs
+        from taxi_duration.tracking import registry
 
         settings = Settings()
-        assert runs.champion_version(settings, "green") is not None, "no green champion"
+        assert registry.champion_version(settings, "green") is not None, "no green champion"
         for _ in range(20):  # warm-up: connections, caches
-            runs.champion_version(settings, "green")
+            registry.champion_version(settings, "green")
         family = [psutil.Process(server.pid), *psutil.Process(server.pid).children(True)]
         me = psutil.Process()
 
@@ -75,7 +75,7 @@ def main() -> None:
         client_before, server_before = cpu()
         started = time.perf_counter()
         for _ in range(args.polls):
-            runs.champion_version(settings, "green")
+            registry.champion_version(settings, "green")
         wall = time.perf_counter() - started
         client_after, server_after = cpu()
     finally:

@@ -315,9 +315,9 @@ def _run(spec: Spec) -> dict[str, Any]:
         from dataclasses import asdict
 
         from taxi_duration.settings import Settings
-        from taxi_duration.tracking import runs
+        from taxi_duration.tracking import registry
 
-        return asdict(runs.set_champion(Settings(), spec.color, str(spec.version)))
+        return asdict(registry.set_champion(Settings(), spec.color, str(spec.version)))
     if isinstance(spec, ServeSpec):  # no flow: a server until stopped
         from taxi_duration.serve import PredictionService
         from taxi_duration.settings import Settings

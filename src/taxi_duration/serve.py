@@ -43,7 +43,7 @@ from taxi_duration.errors import InvalidInputError, ServeError, TaxiDurationErro
 from taxi_duration.promote import CHAMPION
 from taxi_duration.settings import Settings
 from taxi_duration.stack.config import LOOPBACK, is_loopback
-from taxi_duration.tracking import runs
+from taxi_duration.tracking import registry
 from taxi_duration.trip_requests import (
     SMOKE_TRIP,
     checked_trips,
@@ -117,7 +117,7 @@ class ChampionFollower:
     def poll(self) -> None:
         """Look at the alias once; load, smoke-test and swap in a champion not yet served."""
         try:
-            champion = runs.champion_version(self.settings, self.color)
+            champion = registry.champion_version(self.settings, self.color)
         except TaxiDurationError as error:  # the registry is down: keep serving what we have
             self._fail(f"registry not read: {error}")
             return
@@ -130,7 +130,7 @@ class ChampionFollower:
             return
         started = time.perf_counter()
         try:
-            model = runs.load_version(self.settings, champion, self.color)
+            model = registry.load_version(self.settings, champion, self.color)
             predict = predictor(model)
             _smoke_test(predict)
         except Exception as error:  # whatever a version does wrong, the served one stays

@@ -27,7 +27,7 @@ from taxi_duration.flows import tasks
 from taxi_duration.prepare import PreparedTrips
 from taxi_duration.promote import CHAMPION, PromotionDecision
 from taxi_duration.settings import Settings
-from taxi_duration.tracking import runs
+from taxi_duration.tracking import registry
 
 pytestmark = pytest.mark.slow
 
@@ -75,7 +75,7 @@ def test_two_promotions_at_once_take_turns_and_the_best_is_champion(
     def scores(settings: Settings, version: str, trips: pd.DataFrame, color: str) -> np.ndarray:
         return truth + RMSE_OF_VERSION[version]  # every error the same: RMSE = the offset
 
-    record = runs.record_promotion
+    record = registry.record_promotion
 
     def slow_for_v2(
         settings: Settings, color: str, version: str, decision: PromotionDecision
@@ -84,8 +84,8 @@ def test_two_promotions_at_once_take_turns_and_the_best_is_champion(
             time.sleep(SLOW_WRITE_SECONDS)
         record(settings, color, version, decision)
 
-    monkeypatch.setattr(runs, "score_version", scores)
-    monkeypatch.setattr(runs, "record_promotion", slow_for_v2)
+    monkeypatch.setattr(registry, "score_version", scores)
+    monkeypatch.setattr(registry, "record_promotion", slow_for_v2)
 
     start = threading.Barrier(2)
     decisions: dict[str, PromotionDecision] = {}

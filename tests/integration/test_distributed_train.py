@@ -17,7 +17,7 @@ from taxi_duration.flows.train import train
 from taxi_duration.months import Month
 from taxi_duration.settings import Settings
 from taxi_duration.specs import TrainSpec
-from taxi_duration.tracking import runs
+from taxi_duration.tracking import registry
 
 pytestmark = pytest.mark.slow
 
@@ -66,10 +66,10 @@ def test_a_window_trained_on_the_cluster_matches_a_local_run_serves_and_faces_th
     assert [step in result.timings for step in ("prepare", "features", "train")] == [True] * 3
     # Like a local run's, the model has no column for what the months hold no value of (the
     # generated green months have no trip type): the cluster counted them.
-    assert runs.version_model(Settings(), "1", "green").preprocessor.absent == ("trip_type",)
+    assert registry.version_model(Settings(), "1", "green").preprocessor.absent == ("trip_type",)
 
     # The registered version loads by itself and scores the raw validation month as the run did.
-    pyfunc = runs.load_model(Settings(), result.model_uri)
+    pyfunc = registry.load_model(Settings(), result.model_uri)
     raw = pd.read_parquet(larger_months / f"green_tripdata_{VALIDATION}.parquet")
     kept = prepare.prepare_trips(larger_months / f"green_tripdata_{VALIDATION}.parquet", "green")
     pickup = raw["lpep_pickup_datetime"]
@@ -87,7 +87,7 @@ def test_a_window_trained_on_the_cluster_matches_a_local_run_serves_and_faces_th
     # scoring the validation month through both versions: the same RMSEs as the local
     # comparison (promote_task's) gives on the same trips.
     settings = Settings()
-    champion = runs.champion_version(settings, "green")
+    champion = registry.champion_version(settings, "green")
     assert champion is not None
     assert local.model_version is not None
     third = train(TrainSpec.parse(year=2023, month=2, dask_address=two_dask_workers))
@@ -97,10 +97,10 @@ def test_a_window_trained_on_the_cluster_matches_a_local_run_serves_and_faces_th
     truth = kept.frame["duration"].to_numpy()
     new_rmse, champion_rmse = promote.compare_on(
         truth,
-        runs.score_version(settings, version, kept.frame, "green"),
-        runs.score_version(settings, champion, kept.frame, "green"),
+        registry.score_version(settings, version, kept.frame, "green"),
+        registry.score_version(settings, champion, kept.frame, "green"),
     )
     assert third.champion_rmse == pytest.approx(champion_rmse, rel=1e-6)
     assert third.rmse == pytest.approx(new_rmse, rel=1e-5)
     assert third.promoted == (new_rmse < champion_rmse)
-    assert runs.champion_version(settings, "green") == (version if third.promoted else champion)
+    assert registry.champion_version(settings, "green") == (version if third.promoted else champion)

@@ -17,7 +17,7 @@ from taxi_duration.flows.train import train
 from taxi_duration.months import Month
 from taxi_duration.settings import Settings
 from taxi_duration.specs import PredictSpec, TrainSpec
-from taxi_duration.tracking.runs import set_champion
+from taxi_duration.tracking.registry import set_champion
 
 pytestmark = pytest.mark.slow
 NAME = "nyc-taxi-duration-green"

@@ -28,12 +28,12 @@ from taxi_duration.flows.tasks import check_task, check_thresholds, ingest_month
 from taxi_duration.months import Month
 from taxi_duration.settings import Settings
 from taxi_duration.specs import MonitorSpec
-from taxi_duration.tracking import monitoring, runs
+from taxi_duration.tracking import monitoring, registry
 
 _NEWEST_MONTH = MonitorSpec()  # a spec without a month: a scheduled run chooses it
 
 
-def champion_months(champion: runs.ChampionRecord) -> list[Month]:
+def champion_months(champion: registry.ChampionRecord) -> list[Month]:
     """The months the champion saw: its training window and its validation month."""
     window = [Month.parse(champion.train_month)]
     while len(window) < champion.window:
@@ -62,14 +62,14 @@ def scheduled_month(settings: Settings, color: str) -> Month:
 def judge_task(
     settings: Settings,
     spec: MonitorSpec,
-    champion: runs.ChampionRecord,
+    champion: registry.ChampionRecord,
     month: Month,
     training: prepare.PreparedTrips,
     current: prepare.PreparedTrips,
     figures: checks.MonthFigures,
 ) -> monitor_step.MonitorReport:
     assert champion.validation_rmse is not None
-    model = runs.version_model(settings, champion.version, spec.color)
+    model = registry.version_model(settings, champion.version, spec.color)
     report = monitor_step.judge(
         month=f"{spec.color} {month}",
         model_version=champion.version,
@@ -97,9 +97,9 @@ def _markdown(report: monitor_step.MonitorReport) -> str:
     )
 
 
-def _champion(settings: Settings, color: str) -> runs.ChampionRecord:
+def _champion(settings: Settings, color: str) -> registry.ChampionRecord:
     """The color's champion, with the validation RMSE it is judged against."""
-    champion = runs.champion_record(settings, color)
+    champion = registry.champion_record(settings, color)
     model_name = settings.registered_model(color)
     if champion is None:
         raise RegistryError(f"{model_name} has no champion yet: train one before monitoring")
@@ -114,7 +114,7 @@ def _champion(settings: Settings, color: str) -> runs.ChampionRecord:
 def judge_month(
     settings: Settings,
     spec: MonitorSpec,
-    champion: runs.ChampionRecord,
+    champion: registry.ChampionRecord,
     month: Month,
     timings: dict[str, float],
 ) -> tuple[monitor_step.MonitorReport, str]:
@@ -215,7 +215,7 @@ def monitor(spec: MonitorSpec = _NEWEST_MONTH) -> dict[str, Any]:
 def _monitor_range(
     settings: Settings,
     spec: MonitorSpec,
-    champion: runs.ChampionRecord,
+    champion: registry.ChampionRecord,
     months: list[Month],
 ) -> dict[str, Any]:
     """Each month of the range judged as one month is, but the champion's own months and

@@ -18,7 +18,7 @@ from taxi_duration.flows.progress import timed
 from taxi_duration.flows.tasks import ingest_month
 from taxi_duration.settings import Settings
 from taxi_duration.specs import PredictSpec
-from taxi_duration.tracking import runs
+from taxi_duration.tracking import registry
 
 
 @dataclass
@@ -52,7 +52,7 @@ class PredictSummary:
 
 @task(name="score", cache_policy=NO_CACHE)
 def score_task(settings: Settings, model_uri: str, trips: pd.DataFrame) -> np.ndarray:
-    model = runs.load_model(settings, model_uri)
+    model = registry.load_model(settings, model_uri)
     return np.asarray(model.predict(trips), dtype=np.float64)
 
 
@@ -68,7 +68,7 @@ def predict(spec: PredictSpec) -> PredictSummary:
     timings: dict[str, float] = {}
     # The model first: without one (no champion yet), fail before downloading the month.
     uri = spec.model_uri or f"models:/{settings.registered_model(spec.color)}@champion"
-    version = runs.resolve_version(settings, uri)
+    version = registry.resolve_version(settings, uri)
     with timed(timings, "ingest", f"{spec.color} {spec.scored_month}"):
         path = spec.input_file or ingest_month(settings, spec.color, spec.scored_month)
         trips = prepare.read_trips_to_score(path, spec.color)

@@ -41,7 +41,7 @@ from taxi_duration.cache import PreparedCache, prepare_cached
 from taxi_duration.errors import TRANSIENT_ERRORS
 from taxi_duration.months import Month
 from taxi_duration.settings import Settings
-from taxi_duration.tracking import runs, store
+from taxi_duration.tracking import registry, runs, store
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -258,8 +258,8 @@ def promote_task(
         assert val is not None
         return promote.compare_on(
             val.frame["duration"].to_numpy(),
-            runs.score_version(settings, version, val.frame, color),
-            runs.score_version(settings, champion, val.frame, color),
+            registry.score_version(settings, version, val.frame, color),
+            registry.score_version(settings, champion, val.frame, color),
         )
 
     return _promote(settings, version, color, None if val is None else compared, min_improvement)
@@ -283,8 +283,8 @@ def promote_on_cluster_task(
             client,
             val_file,
             color,
-            runs.version_model(settings, version, color),
-            runs.version_model(settings, champion, color),
+            registry.version_model(settings, version, color),
+            registry.version_model(settings, champion, color),
         )
 
     return _promote(
@@ -303,9 +303,9 @@ def _promote(
     # leaves as the champion.
     with promotion_lock(settings, color):
         decision = promote.champion_by(
-            version, runs.champion_version(settings, color), compared, min_improvement
+            version, registry.champion_version(settings, color), compared, min_improvement
         )
-        runs.record_promotion(settings, color, version, decision)
+        registry.record_promotion(settings, color, version, decision)
     get_run_logger().info("version %s is the %s: %s", version, decision.alias, decision.reason)
     if decision.promoted:  # for the alerts (TAXI_DURATION_NOTIFY_ON_PROMOTION)
         model_name = settings.registered_model(color)
