@@ -1,5 +1,5 @@
-"""Tracking: log a training run to MLflow and register its model. The only MLflow import
-but pyfunc_model.py, the registered model's entry file.
+"""Runs: log a training run to MLflow and register its model; parent runs and the nested
+runs under them (tuning trials, backtest months).
 
 A version is registered only after the run has logged its params, metrics and model and
 ended as FINISHED, so a failed run never leaves a model version behind.
