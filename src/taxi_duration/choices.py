@@ -156,8 +156,9 @@ REFERENCE_XGBOOST = XGBoostParams(
 )
 
 # The project's default: zones as native categories, distance, pickup hour and weekday, the
-# request-time fields and the training month's zone-pair statistics (features.py). Early
-# stopping watches 5% of the training month, never the month the model is scored on.
+# request-time fields and the training month's zone-pair statistics
+# (features/zone_statistics.py). Early stopping watches 5% of the training month, never the
+# month the model is scored on.
 # Parameters from taxi_duration.tune on the development months; measured in
 # benchmarks/default_vs_reference.py.
 DEFAULT_XGBOOST = XGBoostParams(

@@ -1,7 +1,7 @@
 """A trained model's fingerprint: the data, parameters and code it came from.
 
 Two runs with the same fingerprint train the same model, so the second registers no new
-version (tracking.py looks the fingerprint up among the registered versions).
+version (tracking/runs.py looks the fingerprint up among the registered versions).
 """
 
 from __future__ import annotations

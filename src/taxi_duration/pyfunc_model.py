@@ -1,6 +1,6 @@
 """MLflow models-from-code entry point, run by MLflow when it loads a logged model.
 
-Never imported by the package: ``tracking.log_and_register`` passes this file to MLflow,
+Never imported by the package: ``tracking.runs.log_and_register`` passes this file to MLflow,
 which copies it into the model, with the package's own code (``code_paths``), and executes
 it on load. So a version loads wherever its requirements are installed, ``taxi_duration``
 or not: MLflow puts the copied package on the path first.
