@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+import io
+import pickle
 from collections.abc import Hashable
 from typing import Any
 
@@ -13,7 +16,7 @@ from sklearn.feature_extraction import DictVectorizer
 
 from taxi_duration.choices import FEATURE_SETS, STATISTIC_FEATURES, feature_set
 from taxi_duration.errors import InvalidInputError
-from taxi_duration.features.encoding import absent_features, numeric_values
+from taxi_duration.features.encoding import Vocabulary, absent_features, numeric_values
 from taxi_duration.features.preprocessor import Preprocessor
 from taxi_duration.prepare import REQUEST_COLUMNS
 
@@ -340,3 +343,30 @@ def test_request_features_without_a_value_are_left_out_of_the_model_frame(
     assert "VendorID" in pre.feature_names
     # Fitted elsewhere (the Dask path) from the counts of values the cluster found.
     assert absent_features(default, {"trip_type": 0, "passenger_count": 7}) == pre.absent
+
+
+def test_a_model_pickled_before_the_package_was_split_still_loads() -> None:
+    """Versions registered before features.py became features/ name their classes
+    ``taxi_duration.features.<Class>``; a process that imported the package (serve, predict)
+    must still unpickle them."""
+    old_paths = {
+        "Factorized": "encoding",
+        "Vocabulary": "encoding",
+        "GroupMedians": "zone_statistics",
+        "ZoneStatistics": "zone_statistics",
+        "TrainingStatistics": "zone_statistics",
+        "Preprocessor": "preprocessor",
+    }
+    unpickler = pickle.Unpickler(io.BytesIO(b""))
+    for name, module in old_paths.items():
+        now = getattr(importlib.import_module(f"taxi_duration.features.{module}"), name)
+        assert unpickler.find_class("taxi_duration.features", name) is now
+
+    vocabulary = Vocabulary.fit("PULocationID", np.array([3, 1, 2, 1], dtype=np.int64))
+    as_before = pickle.dumps(vocabulary, protocol=0).replace(
+        b"taxi_duration.features.encoding\n", b"taxi_duration.features\n"
+    )
+    assert b"taxi_duration.features\nVocabulary" in as_before
+    loaded = pickle.loads(as_before)
+    assert loaded.labels == vocabulary.labels
+    np.testing.assert_array_equal(loaded.keys, vocabulary.keys)
